@@ -1,0 +1,29 @@
+// Package eventstore appends events to aggregates and reads them back from PostgreSQL.
+//
+// # Appending
+//
+// [Append] writes all events of one call to one aggregate in one statement (one round
+// trip) inside the caller's transaction or on a pool. The expected version makes the
+// write conditional: [Any] always appends, [NoStream] only to a new aggregate, and
+// [Exact] only when the aggregate is at that version; otherwise the error is an
+// [*ConcurrencyError] that names the aggregate and both versions ([ErrConcurrency]
+// matches it with errors.Is). Concurrent [Any] appends to one aggregate never fail:
+// appends to one aggregate are serialized by a transaction-level lock.
+//
+// # Reading in commit-safe order
+//
+// Positions come from an identity column and are taken before commit, so a reader that
+// trusts "position > checkpoint" skips an event whose transaction commits after a
+// younger one. [ReadAll] instead returns only events of transactions older than every
+// transaction still running, ordered by (transaction id, position), and a [Position]
+// holds both. Such a reader never moves past an event that can still appear; the cost is
+// that one long-running writing transaction holds every reader back until it ends.
+// Because appends to one aggregate are serialized before the transaction gets its id,
+// each aggregate's events arrive in version order.
+//
+// # Partitions
+//
+// Each event stores the FNV-1a-32 hash of its aggregate id; partition k of n reads the
+// events whose hash mod n is k, filtered in SQL ([PartitionOf], [Hash]). All events of
+// one aggregate are in one partition.
+package eventstore

@@ -1,0 +1,317 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/esgen-dev/esgen/generated/dbsqlc"
+)
+
+// DBTX is what the store needs of a connection: pgx.Tx, *pgx.Conn and *pgxpool.Pool
+// all have it. Pass a transaction to make an append part of a larger unit of work.
+type DBTX = dbsqlc.DBTX
+
+var queries = dbsqlc.New()
+
+// ExpectedVersion is the condition an append puts on the aggregate's current version.
+type ExpectedVersion int64
+
+const (
+	// Any appends whatever the aggregate's version is.
+	Any ExpectedVersion = -1
+	// NoStream appends only when the aggregate has no events yet.
+	NoStream ExpectedVersion = 0
+)
+
+// Exact appends only when the aggregate is at version v (v = 0 is [NoStream]).
+func Exact(v int64) ExpectedVersion { return ExpectedVersion(v) }
+
+func (e ExpectedVersion) String() string {
+	switch {
+	case e == Any:
+		return "any"
+	case e == NoStream:
+		return "no stream"
+	default:
+		return strconv.FormatInt(int64(e), 10)
+	}
+}
+
+// EventData is one event to append.
+type EventData struct {
+	ID       uuid.UUID       // zero: a random (v4) id is generated
+	Type     string          // the event type, e.g. "AccountOpened"
+	Version  int32           // the event schema version; 0 means 1
+	Payload  json.RawMessage // must be valid JSON
+	Metadata json.RawMessage // nil means {}; must be valid JSON otherwise
+
+	CorrelationID uuid.NullUUID
+	CausationID   uuid.NullUUID
+}
+
+// AppendResult reports where the appended events landed.
+type AppendResult struct {
+	Version   int64   // the aggregate's version after the append
+	Positions []int64 // the global position of each event, in the order given
+}
+
+// Position is a place in the commit-safe order of the stream.
+type Position struct {
+	TransactionID  uint64
+	GlobalPosition int64
+}
+
+// Less reports whether p comes before q in commit-safe order.
+func (p Position) Less(q Position) bool {
+	if p.TransactionID != q.TransactionID {
+		return p.TransactionID < q.TransactionID
+	}
+	return p.GlobalPosition < q.GlobalPosition
+}
+
+func (p Position) String() string {
+	return fmt.Sprintf("%d/%d", p.TransactionID, p.GlobalPosition)
+}
+
+// Event is a stored event with its envelope.
+type Event struct {
+	Position         Position
+	EventID          uuid.UUID
+	AggregateType    string
+	AggregateID      string
+	AggregateVersion int64
+	Type             string
+	Version          int32
+	Payload          json.RawMessage
+	Metadata         json.RawMessage
+	CorrelationID    uuid.NullUUID
+	CausationID      uuid.NullUUID
+	PartitionHash    uint32
+	CreatedAt        time.Time
+}
+
+// ErrConcurrency is matched (errors.Is) by every [*ConcurrencyError].
+var ErrConcurrency = errors.New("eventstore: concurrency conflict")
+
+// ErrInvalid is matched (errors.Is) by every error about a malformed append request.
+var ErrInvalid = errors.New("eventstore: invalid append")
+
+// ConcurrencyError says that an aggregate was not at the expected version.
+type ConcurrencyError struct {
+	AggregateType string
+	AggregateID   string
+	Expected      ExpectedVersion
+	Actual        int64
+}
+
+func (e *ConcurrencyError) Error() string {
+	return fmt.Sprintf("eventstore: concurrency conflict on %s %q: expected version %s, actual %d",
+		e.AggregateType, e.AggregateID, e.Expected, e.Actual)
+}
+
+// Is makes errors.Is(err, ErrConcurrency) true.
+func (e *ConcurrencyError) Is(target error) bool { return target == ErrConcurrency }
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+var emptyObject = json.RawMessage(`{}`)
+
+// Append appends events to one aggregate, in one statement, if its version matches
+// expected. On a version mismatch it returns a [*ConcurrencyError] and writes nothing.
+// Run it in the caller's transaction to commit the events with other writes.
+//
+// A transaction that already wrote elsewhere may get a serialization failure (SQLSTATE
+// 40001) when a younger transaction appended to the same aggregate first; retry it. See
+// the package documentation.
+func Append(ctx context.Context, db DBTX, aggregateType, aggregateID string, expected ExpectedVersion, events ...EventData) (AppendResult, error) {
+	if aggregateType == "" {
+		return AppendResult{}, invalid("aggregate type is empty")
+	}
+	if aggregateID == "" {
+		return AppendResult{}, invalid("aggregate id is empty (aggregate type %s)", aggregateType)
+	}
+	if expected < Any {
+		return AppendResult{}, invalid("expected version %d for %s %q: use Any (-1), NoStream (0) or Exact(n) with n > 0", int64(expected), aggregateType, aggregateID)
+	}
+	if len(events) == 0 {
+		return AppendResult{}, invalid("no events to append to %s %q", aggregateType, aggregateID)
+	}
+	n := len(events)
+	p := dbsqlc.AppendEventsParams{
+		AggregateType:   aggregateType,
+		AggregateID:     aggregateID,
+		ExpectedVersion: int64(expected),
+		PartitionHash:   int64(Hash(aggregateID)),
+		EventIds:        make([]pgtype.UUID, n),
+		EventTypes:      make([]string, n),
+		EventVersions:   make([]int32, n),
+		Payloads:        make([][]byte, n),
+		Metadata:        make([][]byte, n),
+		CorrelationIds:  make([]pgtype.UUID, n),
+		CausationIds:    make([]pgtype.UUID, n),
+	}
+	for i, e := range events {
+		if e.Type == "" {
+			return AppendResult{}, invalid("event %d of %s %q has no type", i, aggregateType, aggregateID)
+		}
+		if !json.Valid(e.Payload) {
+			return AppendResult{}, invalid("event %d (%s) of %s %q: payload is not valid JSON", i, e.Type, aggregateType, aggregateID)
+		}
+		meta := e.Metadata
+		if meta == nil {
+			meta = emptyObject
+		} else if !json.Valid(meta) {
+			return AppendResult{}, invalid("event %d (%s) of %s %q: metadata is not valid JSON", i, e.Type, aggregateType, aggregateID)
+		}
+		if e.Version < 0 {
+			return AppendResult{}, invalid("event %d (%s) of %s %q: negative event version %d", i, e.Type, aggregateType, aggregateID, e.Version)
+		}
+		id := e.ID
+		if id == uuid.Nil {
+			id = uuid.New()
+		}
+		ver := e.Version
+		if ver == 0 {
+			ver = 1
+		}
+		p.EventIds[i] = pgtype.UUID{Bytes: id, Valid: true}
+		p.EventTypes[i] = e.Type
+		p.EventVersions[i] = ver
+		p.Payloads[i] = e.Payload
+		p.Metadata[i] = meta
+		p.CorrelationIds[i] = pgtype.UUID{Bytes: e.CorrelationID.UUID, Valid: e.CorrelationID.Valid}
+		p.CausationIds[i] = pgtype.UUID{Bytes: e.CausationID.UUID, Valid: e.CausationID.Valid}
+	}
+	rows, err := queries.AppendEvents(ctx, db, p)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "ESG01" {
+			actual, _ := strconv.ParseInt(pgErr.Detail, 10, 64)
+			return AppendResult{}, &ConcurrencyError{AggregateType: aggregateType, AggregateID: aggregateID, Expected: expected, Actual: actual}
+		}
+		return AppendResult{}, fmt.Errorf("eventstore: append %d event(s) to %s %q: %w", n, aggregateType, aggregateID, err)
+	}
+	if len(rows) != n {
+		return AppendResult{}, fmt.Errorf("eventstore: append to %s %q: %d events stored, %d sent", aggregateType, aggregateID, len(rows), n)
+	}
+	res := AppendResult{Positions: make([]int64, n)}
+	for _, r := range rows {
+		// Versions are consecutive and end at the new version.
+		res.Version = max(res.Version, r.AggregateVersion)
+	}
+	first := res.Version - int64(n) + 1
+	for _, r := range rows {
+		res.Positions[r.AggregateVersion-first] = r.GlobalPosition
+	}
+	return res, nil
+}
+
+// ReadOptions selects a part of the global stream.
+type ReadOptions struct {
+	After           Position // read events after this position (zero: from the start)
+	Limit           int      // at most this many events (0: 1000)
+	PartitionKey    int      // with TotalPartitions > 1: only this partition
+	TotalPartitions int      // 0 or 1: no partitioning
+	EventTypes      []string // only these types (empty: all)
+}
+
+// DefaultReadLimit is the batch size of [ReadAll] when ReadOptions.Limit is 0.
+const DefaultReadLimit = 1000
+
+// ReadAll reads the global stream after opts.After in commit-safe order: it returns
+// only events whose transactions are older than every transaction still running, so
+// no event can later appear before the last one returned.
+func ReadAll(ctx context.Context, db DBTX, opts ReadOptions) ([]Event, error) {
+	if opts.TotalPartitions > 1 {
+		if err := CheckPartition(opts.PartitionKey, opts.TotalPartitions); err != nil {
+			return nil, fmt.Errorf("eventstore: read: %w", err)
+		}
+	}
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = DefaultReadLimit
+	}
+	types := opts.EventTypes
+	if types == nil {
+		types = []string{}
+	}
+	rows, err := queries.ReadAll(ctx, db, dbsqlc.ReadAllParams{
+		AfterTransactionID: pgtype.Uint64{Uint64: opts.After.TransactionID, Valid: true},
+		AfterPosition:      opts.After.GlobalPosition,
+		TotalPartitions:    int32(opts.TotalPartitions),
+		PartitionKey:       int32(opts.PartitionKey),
+		EventTypes:         types,
+		BatchLimit:         int32(limit),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: read after %s: %w", opts.After, err)
+	}
+	out := make([]Event, len(rows))
+	for i, r := range rows {
+		out[i] = fromRow(r)
+	}
+	return out, nil
+}
+
+// ReadAggregate reads one aggregate's events with versions from..to (inclusive; to <= 0
+// means to the end), in version order.
+func ReadAggregate(ctx context.Context, db DBTX, aggregateType, aggregateID string, from, to int64) ([]Event, error) {
+	if to <= 0 {
+		to = 1<<63 - 1
+	}
+	rows, err := queries.ReadAggregate(ctx, db, dbsqlc.ReadAggregateParams{
+		AggregateType: aggregateType,
+		AggregateID:   aggregateID,
+		FromVersion:   from,
+		ToVersion:     to,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: read %s %q: %w", aggregateType, aggregateID, err)
+	}
+	out := make([]Event, len(rows))
+	for i, r := range rows {
+		out[i] = fromRow(r)
+	}
+	return out, nil
+}
+
+// AggregateVersion returns an aggregate's current version, 0 when it has no events.
+func AggregateVersion(ctx context.Context, db DBTX, aggregateType, aggregateID string) (int64, error) {
+	v, err := queries.AggregateVersion(ctx, db, dbsqlc.AggregateVersionParams{AggregateType: aggregateType, AggregateID: aggregateID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("eventstore: version of %s %q: %w", aggregateType, aggregateID, err)
+	}
+	return v, nil
+}
+
+func fromRow(r dbsqlc.EsgenEvent) Event {
+	return Event{
+		Position:         Position{TransactionID: r.TransactionID.Uint64, GlobalPosition: r.GlobalPosition},
+		EventID:          r.EventID.Bytes,
+		AggregateType:    r.AggregateType,
+		AggregateID:      r.AggregateID,
+		AggregateVersion: r.AggregateVersion,
+		Type:             r.EventType,
+		Version:          r.EventVersion,
+		Payload:          r.Payload,
+		Metadata:         r.Metadata,
+		CorrelationID:    uuid.NullUUID{UUID: r.CorrelationID.Bytes, Valid: r.CorrelationID.Valid},
+		CausationID:      uuid.NullUUID{UUID: r.CausationID.Bytes, Valid: r.CausationID.Valid},
+		PartitionHash:    uint32(r.PartitionHash),
+		CreatedAt:        r.CreatedAt.Time,
+	}
+}

@@ -1,0 +1,128 @@
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/esgen-dev/esgen/migrate"
+)
+
+var (
+	sharedMu  sync.Mutex
+	shared    *Server
+	sharedErr error
+)
+
+// Main runs a package's tests with one server for the whole test binary (DATABASE_URL
+// or a private cluster, started on first use) and stops it afterwards. Use it from
+// TestMain: func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }.
+func Main(m *testing.M) int {
+	code := m.Run()
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if shared != nil {
+		if err := shared.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		shared = nil
+	}
+	return code
+}
+
+// Shared returns the test binary's server, starting it on first use. Without
+// DATABASE_URL and PostgreSQL binaries the test fails with a message saying how to get
+// one.
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if shared == nil && sharedErr == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		shared, sharedErr = Start(ctx, Options{})
+	}
+	if sharedErr != nil {
+		t.Fatalf("pgtest: %v", sharedErr)
+	}
+	return shared
+}
+
+var unsafeChars = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// dbName makes a unique, readable database name from a test name.
+func dbName(t testing.TB) string {
+	base := unsafeChars.ReplaceAllString(strings.ToLower(t.Name()), "_")
+	if len(base) > 40 {
+		base = base[:40]
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return "esgen_t_" + base + "_" + hex.EncodeToString(b[:])
+}
+
+// NewEmptyDatabase creates a database for one test on the shared server and drops it
+// when the test ends. It returns the database's URL.
+func NewEmptyDatabase(t testing.TB) string {
+	t.Helper()
+	return newDatabase(t, Shared(t))
+}
+
+func newDatabase(t testing.TB, s *Server) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := dbName(t)
+	u, err := s.CreateDatabase(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.DropDatabase(ctx, name); err != nil {
+			t.Logf("pgtest: %v", err)
+		}
+	})
+	return u
+}
+
+// NewDatabase is NewEmptyDatabase with esgen's migrations applied.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	u := NewEmptyDatabase(t)
+	Migrate(t, u)
+	return u
+}
+
+// NewDatabaseOn creates a migrated database for one test on the given server.
+func NewDatabaseOn(t testing.TB, s *Server) string {
+	t.Helper()
+	u := newDatabase(t, s)
+	Migrate(t, u)
+	return u
+}
+
+// Migrate applies esgen's migrations to the database at url.
+func Migrate(t testing.TB, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := migrate.Up(ctx, conn, migrate.All()); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+}
