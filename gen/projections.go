@@ -1,0 +1,118 @@
+package gen
+
+import (
+	"fmt"
+
+	"github.com/dave/jennifer/jen"
+)
+
+// importPaths are the Go import paths of the packages generate writes.
+type importPaths struct {
+	events      string // the events package
+	projections string // parent of the generated projection packages
+	handlers    string // parent of the user's handler packages
+}
+
+func handlerParams(eventsPath string, ev *Event) []jen.Code {
+	return []jen.Code{
+		jen.Id("ctx").Qual("context", "Context"),
+		jen.Id("tx").Qual(pgxPkg, "Tx"),
+		jen.Id("env").Op("*").Qual(eventstorePkg, "Event"),
+		jen.Id("e").Qual(eventsPath, ev.Name),
+	}
+}
+
+// projectionFile emits generated/projections/<name>/projection.go: the Handler
+// interface, the event types, the dispatcher and New.
+func projectionFile(pr *Projection, paths importPaths) *jen.File {
+	f := jen.NewFile(pr.Name)
+	f.HeaderComment(generatedHeader)
+	f.PackageComment(fmt.Sprintf("// Package %s is the generated side of the %s projection: the Handler\n// interface its handlers implement, and New, which turns them into a projection\n// the runtime can run partition by partition.", pr.Name, pr.Name))
+	f.ImportName(eventstorePkg, "eventstore")
+	f.ImportName(projectionPkg, "projection")
+	f.ImportName(pgxPkg, "pgx")
+	f.ImportName(paths.events, "events")
+
+	f.Comment("Name is the projection's name, which keys its checkpoints.")
+	f.Const().Id("Name").Op("=").Lit(pr.Name)
+
+	f.Comment("EventTypes are the event types the projection reads; the runtime filters the")
+	f.Comment("stream to them in SQL.")
+	f.Var().Id("EventTypes").Op("=").Index().String().ValuesFunc(func(g *jen.Group) {
+		for _, ev := range pr.Handles {
+			g.Line().Qual(paths.events, ev.Name+"Type")
+		}
+		g.Line()
+	})
+
+	f.Comment("Handler handles the events of the projection, one method per event type. Each")
+	f.Comment("method runs inside the batch's transaction tx: writes made through tx commit")
+	f.Comment("together with the checkpoint, exactly once. env is the stored envelope")
+	f.Comment("(position, aggregate id and version, event id, metadata, time); e is its payload.")
+	f.Type().Id("Handler").InterfaceFunc(func(g *jen.Group) {
+		for _, ev := range pr.Handles {
+			g.Id("On" + ev.Name).Params(handlerParams(paths.events, ev)...).Error()
+		}
+	})
+
+	f.Comment("dispatcher decodes each event by type and calls the matching Handler method.")
+	f.Type().Id("dispatcher").Struct(jen.Id("h").Id("Handler"))
+
+	f.Comment("Handle implements projection.Handler.")
+	f.Func().Params(jen.Id("d").Id("dispatcher")).Id("Handle").Params(
+		jen.Id("ctx").Qual("context", "Context"),
+		jen.Id("tx").Qual(pgxPkg, "Tx"),
+		jen.Id("env").Op("*").Qual(eventstorePkg, "Event"),
+	).Error().Block(
+		jen.Switch(jen.Id("env").Dot("Type")).BlockFunc(func(g *jen.Group) {
+			for _, ev := range pr.Handles {
+				g.Case(jen.Qual(paths.events, ev.Name+"Type")).Block(
+					jen.Var().Id("e").Qual(paths.events, ev.Name),
+					jen.If(jen.Err().Op(":=").Qual("encoding/json", "Unmarshal").Call(jen.Id("env").Dot("Payload"), jen.Op("&").Id("e")), jen.Err().Op("!=").Nil()).Block(
+						jen.Return(jen.Qual("fmt", "Errorf").Call(jen.Lit("%s: decode %s event %s: %w"), jen.Id("Name"), jen.Id("env").Dot("Type"), jen.Id("env").Dot("EventID"), jen.Err())),
+					),
+					jen.Return(jen.Id("d").Dot("h").Dot("On"+ev.Name).Call(jen.Id("ctx"), jen.Id("tx"), jen.Id("env"), jen.Id("e"))),
+				)
+			}
+			g.Default().Block(
+				jen.Return(jen.Qual("fmt", "Errorf").Call(jen.Lit("%s: unexpected event type %q (event %s)"), jen.Id("Name"), jen.Id("env").Dot("Type"), jen.Id("env").Dot("EventID"))),
+			)
+		}),
+	)
+
+	f.Comment("New returns the projection with h as its handler, ready for projection.Main or")
+	f.Comment("the projection runtime.")
+	f.Func().Id("New").Params(jen.Id("h").Id("Handler")).Qual(projectionPkg, "Projection").Block(
+		jen.Return(jen.Qual(projectionPkg, "Projection").Values(jen.Dict{
+			jen.Id("Name"):        jen.Id("Name"),
+			jen.Id("EventTypes"):  jen.Id("EventTypes"),
+			jen.Id("Handler"):     jen.Id("dispatcher").Values(jen.Dict{jen.Id("h"): jen.Id("h")}),
+			jen.Id("Partitioned"): jen.Lit(pr.Partitioned),
+		})),
+	)
+	return f
+}
+
+// projectorMain emits cmd/<name>-projector/main.go. Flags and environment
+// (DATABASE_URL, PARTITION_KEY, TOTAL_PARTITIONS, --partition-key, --total-partitions)
+// are parsed by projection.Main, so every projector behaves the same.
+func projectorMain(pr *Projection, paths importPaths) *jen.File {
+	genPath := paths.projections + "/" + pr.Name
+	userPath := paths.handlers + "/" + pr.Name
+	f := jen.NewFile("main")
+	f.HeaderComment(generatedHeader)
+	partitioning := "// Run several copies with PARTITION_KEY=k TOTAL_PARTITIONS=n (or the flags\n// --partition-key=k --total-partitions=n, which win; --partition-key=0,1 runs\n// several partitions in one process) to split the work."
+	if !pr.Partitioned {
+		partitioning = "// The projection is not partitioned: one worker reads the whole stream in order."
+	}
+	f.PackageComment(fmt.Sprintf("// Command %s-projector runs the %s projection with the handlers of\n// %s.\n// It connects to the database named by DATABASE_URL.\n%s", pr.Name, pr.Name, userPath, partitioning))
+	f.ImportName(projectionPkg, "projection")
+	f.ImportAlias(genPath, pr.Name+"gen")
+	f.ImportName(userPath, pr.Name)
+	f.Func().Id("main").Params().Block(
+		jen.Qual(projectionPkg, "Main").Call(
+			jen.Qual(genPath, "New").Call(jen.Op("&").Qual(userPath, "Handlers").Values()),
+		),
+	)
+	return f
+}

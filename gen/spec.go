@@ -1,0 +1,532 @@
+package gen
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// SpecVersion is the only esgen.yaml version this generator reads.
+const SpecVersion = 1
+
+// Spec is a validated esgen.yaml. Aggregates, events, fields and projections keep the
+// order of the file, so the generated code follows it.
+type Spec struct {
+	File        string // as given to Load or Parse; used in error messages
+	Version     int
+	Aggregates  []*Aggregate
+	Projections []*Projection
+	Output      Output
+	Sqlc        bool // write a starter sqlc.yaml for the module's read-model queries
+}
+
+// Aggregate is a kind of entity whose state is its events. Its name is the aggregate
+// type stored with every event.
+type Aggregate struct {
+	Name   string
+	Events []*Event
+}
+
+// Event is one event of an aggregate. Its name is the event type stored in the event
+// store, so it is unique across all aggregates.
+type Event struct {
+	Name      string
+	Aggregate *Aggregate
+	Version   int32 // the payload schema version, 1 unless given
+	Fields    []*Field
+}
+
+// Field is one payload field.
+type Field struct {
+	Name   string // the JSON name, as written in the spec
+	GoName string // the exported Go name, e.g. OwnerID for owner_id
+	Type   *Type
+}
+
+// Projection is a read model fed by some events.
+type Projection struct {
+	Name        string // also the Go package name of its generated code and stubs
+	Handles     []*Event
+	Partitioned bool // true unless the spec says partitioned: false
+}
+
+// Output names the folders generate writes to, relative to the spec's folder.
+type Output struct {
+	Migrations  string // esgen's SQL migrations; default sql/migrations
+	Events      string // typed events; default generated/events
+	Projections string // handler interfaces and dispatchers; default generated/projections
+	Cmd         string // projector mains, <Cmd>/<name>-projector; default cmd
+	Handlers    string // user-owned handler stubs; default projections
+}
+
+// DefaultOutput is the folder layout used for keys the spec leaves out.
+var DefaultOutput = Output{
+	Migrations:  "sql/migrations",
+	Events:      "generated/events",
+	Projections: "generated/projections",
+	Cmd:         "cmd",
+	Handlers:    "projections",
+}
+
+// Load reads and validates the spec at file. A spec with mistakes gives an ErrorList
+// naming each one; a file that cannot be read gives the read error.
+func Load(file string) (*Spec, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	return Parse(file, data)
+}
+
+// Parse validates the spec in data; name is used in error messages.
+func Parse(name string, data []byte) (*Spec, error) {
+	p := &loader{file: name}
+	spec := p.parse(data)
+	if len(p.errs) > 0 {
+		p.errs.sort()
+		return nil, p.errs
+	}
+	return spec, nil
+}
+
+type loader struct {
+	file string
+	errs ErrorList
+}
+
+func (p *loader) errorf(n *yaml.Node, fieldPath, format string, args ...any) {
+	e := &Error{File: p.file, Path: fieldPath, Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line, e.Col = n.Line, n.Column
+	}
+	p.errs = append(p.errs, e)
+}
+
+// entry is one key and its value in a YAML mapping.
+type entry struct {
+	key, val *yaml.Node
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (p *loader) parse(data []byte) *Spec {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		p.syntaxError(err)
+		return nil
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		p.errs = append(p.errs, &Error{File: p.file, Line: 1, Col: 1, Msg: "empty spec: expected keys version, aggregates and projections"})
+		return nil
+	}
+	root := doc.Content[0]
+	spec := &Spec{File: p.file, Output: DefaultOutput}
+	top := p.mapping(root, "", []string{"version", "aggregates", "projections", "output", "sqlc"}, []string{"version", "aggregates"})
+	if top == nil {
+		return nil
+	}
+	if n := top["version"]; n != nil {
+		if v, ok := p.integer(n, "version"); ok {
+			if v != SpecVersion {
+				p.errorf(n, "version", "unsupported version %d (supported: %d)", v, SpecVersion)
+			}
+			spec.Version = int(v)
+		}
+	}
+	if n := top["sqlc"]; n != nil {
+		spec.Sqlc, _ = p.boolean(n, "sqlc")
+	}
+	if n := top["output"]; n != nil {
+		p.output(n, &spec.Output)
+	}
+	events := map[string]*Event{}
+	eventNodes := map[string]*yaml.Node{}
+	if n := top["aggregates"]; n != nil {
+		entries := p.entries(n, "aggregates", "aggregate")
+		if entries != nil && len(entries) == 0 {
+			p.errorf(n, "aggregates", "declare at least one aggregate")
+		}
+		for _, e := range entries {
+			agg := p.aggregate(e, events, eventNodes)
+			if agg != nil {
+				spec.Aggregates = append(spec.Aggregates, agg)
+			}
+		}
+	}
+	if n := top["projections"]; n != nil {
+		for _, e := range p.entries(n, "projections", "projection") {
+			if pr := p.projection(e, events); pr != nil {
+				spec.Projections = append(spec.Projections, pr)
+			}
+		}
+	}
+	p.checkGoNames(spec, eventNodes)
+	return spec
+}
+
+// syntaxError turns a YAML syntax error into Errors with the file name in front.
+func (p *loader) syntaxError(err error) {
+	var te *yaml.TypeError
+	msgs := []string{err.Error()}
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	for _, m := range msgs {
+		e := &Error{File: p.file, Msg: strings.TrimPrefix(m, "yaml: ")}
+		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
+			e.Line, _ = strconv.Atoi(sm[1])
+			e.Msg = sm[2]
+		}
+		p.errs = append(p.errs, e)
+	}
+}
+
+func resolve(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+func join(parent, key string) string {
+	if parent == "" {
+		return key
+	}
+	return parent + "." + key
+}
+
+// entries returns the key/value pairs of a mapping of names (aggregates, events, ...),
+// reporting duplicate keys; it returns nil when n is not a mapping.
+func (p *loader) entries(n *yaml.Node, fieldPath, what string) []entry {
+	n = resolve(n)
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return []entry{}
+	}
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, fieldPath, "expected a mapping of %s names, got %s", what, kindName(n))
+		return nil
+	}
+	seen := map[string]*yaml.Node{}
+	out := []entry{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			p.errorf(k, fieldPath, "expected a %s name, got %s", what, kindName(k))
+			continue
+		}
+		if prev := seen[k.Value]; prev != nil {
+			p.errorf(k, join(fieldPath, k.Value), "duplicate %s %q (first declared at line %d)", what, k.Value, prev.Line)
+			continue
+		}
+		seen[k.Value] = k
+		out = append(out, entry{k, v})
+	}
+	return out
+}
+
+// mapping checks that n is a mapping with only allowed keys, none twice and every
+// required one present, and returns its values by key (nil when n is not a mapping).
+func (p *loader) mapping(n *yaml.Node, fieldPath string, allowed, required []string) map[string]*yaml.Node {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" && len(required) == 0 {
+			return map[string]*yaml.Node{}
+		}
+		p.errorf(n, fieldPath, "expected a mapping with keys %s, got %s", strings.Join(allowed, ", "), kindName(n))
+		return nil
+	}
+	out := map[string]*yaml.Node{}
+	keyNodes := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			p.errorf(k, fieldPath, "expected a key, got %s", kindName(k))
+			continue
+		}
+		kp := join(fieldPath, k.Value)
+		if prev := keyNodes[k.Value]; prev != nil {
+			p.errorf(k, kp, "duplicate key %q (first at line %d)", k.Value, prev.Line)
+			continue
+		}
+		keyNodes[k.Value] = k
+		known := false
+		for _, a := range allowed {
+			known = known || a == k.Value
+		}
+		if !known {
+			p.errorf(k, kp, "unknown key %q (allowed: %s)", k.Value, strings.Join(allowed, ", "))
+			continue
+		}
+		out[k.Value] = v
+	}
+	for _, r := range required {
+		if out[r] == nil && keyNodes[r] == nil {
+			p.errorf(n, fieldPath, "missing required key %q", r)
+		}
+	}
+	return out
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "nothing"
+		}
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "an unexpected node"
+}
+
+func (p *loader) integer(n *yaml.Node, fieldPath string) (int64, bool) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!int" {
+		if v, err := strconv.ParseInt(n.Value, 0, 64); err == nil {
+			return v, true
+		}
+	}
+	p.errorf(n, fieldPath, "expected an integer, got %s", kindName(n))
+	return 0, false
+}
+
+func (p *loader) boolean(n *yaml.Node, fieldPath string) (bool, bool) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!bool" {
+		var b bool
+		if err := n.Decode(&b); err == nil {
+			return b, true
+		}
+	}
+	p.errorf(n, fieldPath, "expected true or false, got %s", kindName(n))
+	return false, false
+}
+
+func (p *loader) str(n *yaml.Node, fieldPath, want string) (string, bool) {
+	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+		return n.Value, true
+	}
+	p.errorf(n, fieldPath, "expected %s, got %s", want, kindName(n))
+	return "", false
+}
+
+func (p *loader) output(n *yaml.Node, out *Output) {
+	m := p.mapping(n, "output", []string{"migrations", "events", "projections", "cmd", "handlers"}, nil)
+	targets := []struct {
+		key string
+		dst *string
+	}{
+		{"migrations", &out.Migrations}, {"events", &out.Events}, {"projections", &out.Projections},
+		{"cmd", &out.Cmd}, {"handlers", &out.Handlers},
+	}
+	used := map[string]string{}
+	for _, t := range targets {
+		v := m[t.key]
+		if v == nil {
+			used[*t.dst] = t.key
+			continue
+		}
+		fp := "output." + t.key
+		s, ok := p.str(v, fp, "a folder path")
+		if !ok {
+			continue
+		}
+		if s == "" || path.IsAbs(s) || strings.Contains(s, `\`) || path.Clean(s) != s || s == ".." || strings.HasPrefix(s, "../") {
+			p.errorf(v, fp, "folder %q must be a clean relative path inside the module, such as %q", s, *t.dst)
+			continue
+		}
+		if other, dup := used[s]; dup {
+			p.errorf(v, fp, "folder %q is also used for output.%s", s, other)
+			continue
+		}
+		used[s] = t.key
+		*t.dst = s
+	}
+}
+
+func (p *loader) aggregate(e entry, events map[string]*Event, eventNodes map[string]*yaml.Node) *Aggregate {
+	name := e.key.Value
+	fp := "aggregates." + name
+	if !exportedName.MatchString(name) {
+		p.errorf(e.key, fp, "invalid aggregate name %q: must be an exported Go identifier (an upper-case letter, then letters and digits)", name)
+	}
+	m := p.mapping(e.val, fp, []string{"events"}, []string{"events"})
+	if m == nil || m["events"] == nil {
+		return nil
+	}
+	agg := &Aggregate{Name: name}
+	entries := p.entries(m["events"], fp+".events", "event")
+	if entries != nil && len(entries) == 0 {
+		p.errorf(m["events"], fp+".events", "declare at least one event")
+	}
+	for _, ev := range entries {
+		evName := ev.key.Value
+		efp := fp + ".events." + evName
+		if !exportedName.MatchString(evName) {
+			p.errorf(ev.key, efp, "invalid event name %q: must be an exported Go identifier (an upper-case letter, then letters and digits)", evName)
+		}
+		event := p.event(ev, efp)
+		if event == nil {
+			continue
+		}
+		event.Aggregate = agg
+		if prev := events[evName]; prev != nil {
+			p.errorf(ev.key, efp, "event %q is already declared by aggregate %s at line %d (the event name is the stored event type, so it must be unique across aggregates)", evName, prev.Aggregate.Name, eventNodes[evName].Line)
+			continue
+		}
+		events[evName] = event
+		eventNodes[evName] = ev.key
+		agg.Events = append(agg.Events, event)
+	}
+	return agg
+}
+
+func (p *loader) event(e entry, fp string) *Event {
+	ev := &Event{Name: e.key.Value, Version: 1}
+	m := p.mapping(e.val, fp, []string{"version", "fields"}, nil)
+	if m == nil {
+		return nil
+	}
+	if n := m["version"]; n != nil {
+		if v, ok := p.integer(n, fp+".version"); ok {
+			if v < 1 || v > math.MaxInt32 {
+				p.errorf(n, fp+".version", "version must be between 1 and %d, got %d", math.MaxInt32, v)
+			}
+			ev.Version = int32(min(max(v, 1), math.MaxInt32))
+		}
+	}
+	if n := m["fields"]; n != nil {
+		goNames := map[string]string{}
+		for _, f := range p.entries(n, fp+".fields", "field") {
+			ffp := fp + ".fields." + f.key.Value
+			if !fieldName.MatchString(f.key.Value) {
+				p.errorf(f.key, ffp, "invalid field name %q: use letters, digits and underscores, starting with a letter", f.key.Value)
+				continue
+			}
+			field := &Field{Name: f.key.Value, GoName: goFieldName(f.key.Value)}
+			switch field.GoName {
+			case "EventType", "EventVersion":
+				p.errorf(f.key, ffp, "field %q would become the Go field %s, which is the name of a generated method", field.Name, field.GoName)
+				continue
+			}
+			if other, dup := goNames[field.GoName]; dup {
+				p.errorf(f.key, ffp, "field %q and field %q both become the Go field %s", other, field.Name, field.GoName)
+				continue
+			}
+			goNames[field.GoName] = field.Name
+			s, ok := p.str(f.val, ffp, `a type such as "int64" or "[]string"`)
+			if !ok {
+				continue
+			}
+			t, err := ParseType(s)
+			if err != nil {
+				p.errorf(f.val, ffp, "%v", err)
+				continue
+			}
+			field.Type = t
+			ev.Fields = append(ev.Fields, field)
+		}
+	}
+	return ev
+}
+
+func (p *loader) projection(e entry, events map[string]*Event) *Projection {
+	name := e.key.Value
+	fp := "projections." + name
+	if !projectionName.MatchString(name) {
+		p.errorf(e.key, fp, "invalid projection name %q: use lower-case letters, digits and underscores, starting with a letter (it is the Go package name)", name)
+	} else if why := reservedPackage(name); why != "" {
+		p.errorf(e.key, fp, "invalid projection name %q: %s (it is the Go package name)", name, why)
+	}
+	m := p.mapping(e.val, fp, []string{"handles", "partitioned"}, []string{"handles"})
+	if m == nil {
+		return nil
+	}
+	pr := &Projection{Name: name, Partitioned: true}
+	if n := m["partitioned"]; n != nil {
+		if b, ok := p.boolean(n, fp+".partitioned"); ok {
+			pr.Partitioned = b
+		}
+	}
+	n := m["handles"]
+	if n == nil {
+		return pr
+	}
+	hfp := fp + ".handles"
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, hfp, "expected a list of Aggregate.Event, got %s", kindName(n))
+		return pr
+	}
+	if len(n.Content) == 0 {
+		p.errorf(n, hfp, "handles no events: list at least one Aggregate.Event")
+	}
+	seen := map[string]int{}
+	for i, item := range n.Content {
+		item = resolve(item)
+		ifp := fmt.Sprintf("%s[%d]", hfp, i)
+		s, ok := p.str(item, ifp, "Aggregate.Event")
+		if !ok {
+			continue
+		}
+		aggName, evName, ok := strings.Cut(s, ".")
+		if !ok || aggName == "" || evName == "" || strings.Contains(evName, ".") {
+			p.errorf(item, ifp, "%q is not of the form Aggregate.Event", s)
+			continue
+		}
+		ev := events[evName]
+		switch {
+		case ev == nil:
+			p.errorf(item, ifp, "unknown event %q: no aggregate declares an event %s", s, evName)
+			continue
+		case ev.Aggregate.Name != aggName:
+			p.errorf(item, ifp, "unknown event %q: %s is an event of aggregate %s", s, evName, ev.Aggregate.Name)
+			continue
+		}
+		if prev, dup := seen[evName]; dup {
+			p.errorf(item, ifp, "%s is already listed at %s[%d]", s, hfp, prev)
+			continue
+		}
+		seen[evName] = i
+		pr.Handles = append(pr.Handles, ev)
+	}
+	return pr
+}
+
+// checkGoNames reports aggregate and event names whose generated identifiers in the
+// events package would collide (e.g. an event named AccountEvent next to aggregate
+// Account, whose interface is AccountEvent).
+func (p *loader) checkGoNames(spec *Spec, eventNodes map[string]*yaml.Node) {
+	owners := map[string]string{
+		"Event":  "the generated Event interface",
+		"Encode": "the generated Encode function",
+		"Decode": "the generated Decode function",
+		"Types":  "the generated Types list",
+	}
+	for _, agg := range spec.Aggregates {
+		for _, id := range []string{agg.Name + "Event", "Append" + agg.Name, agg.Name + "AggregateType"} {
+			owners[id] = "a generated identifier of aggregate " + agg.Name
+		}
+	}
+	for _, agg := range spec.Aggregates {
+		for _, ev := range agg.Events {
+			for _, id := range []string{ev.Name, ev.Name + "Type", ev.Name + "Version"} {
+				if owner, taken := owners[id]; taken {
+					n := eventNodes[ev.Name]
+					p.errorf(n, "aggregates."+agg.Name+".events."+ev.Name, "event name %q gives the Go identifier %s, which is already %s", ev.Name, id, owner)
+					break
+				}
+			}
+			for _, id := range []string{ev.Name, ev.Name + "Type", ev.Name + "Version"} {
+				owners[id] = "a generated identifier of event " + ev.Name
+			}
+		}
+	}
+}

@@ -1,0 +1,36 @@
+// Package customer_orders holds the handlers of the customer_orders projection.
+//
+// esgen generate wrote this file once and never overwrites it: it is yours. When a
+// projection handles a new event, generate appends a stub for it at the end.
+package customer_orders
+
+import (
+	"context"
+	"errors"
+
+	"example.com/app/internal/gen/events"
+	customer_ordersgen "example.com/app/internal/gen/projections/customer_orders"
+	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/jackc/pgx/v5"
+)
+
+// Handlers implements customer_ordersgen.Handler. Each method runs inside the batch's
+// transaction tx: write the read model through tx so it commits with the checkpoint.
+type Handlers struct{}
+
+var _ customer_ordersgen.Handler = (*Handlers)(nil)
+
+// OnCustomerRegistered handles CustomerRegistered events.
+func (h *Handlers) OnCustomerRegistered(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.CustomerRegistered) error {
+	return errors.New("customer_orders: OnCustomerRegistered not implemented")
+}
+
+// OnOrderPlaced handles OrderPlaced events.
+func (h *Handlers) OnOrderPlaced(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.OrderPlaced) error {
+	return errors.New("customer_orders: OnOrderPlaced not implemented")
+}
+
+// OnOrderShipped handles OrderShipped events.
+func (h *Handlers) OnOrderShipped(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.OrderShipped) error {
+	return errors.New("customer_orders: OnOrderShipped not implemented")
+}

@@ -1,0 +1,36 @@
+// Package balances holds the handlers of the balances projection.
+//
+// esgen generate wrote this file once and never overwrites it: it is yours. When a
+// projection handles a new event, generate appends a stub for it at the end.
+package balances
+
+import (
+	"context"
+	"errors"
+
+	"example.com/app/generated/events"
+	balancesgen "example.com/app/generated/projections/balances"
+	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/jackc/pgx/v5"
+)
+
+// Handlers implements balancesgen.Handler. Each method runs inside the batch's
+// transaction tx: write the read model through tx so it commits with the checkpoint.
+type Handlers struct{}
+
+var _ balancesgen.Handler = (*Handlers)(nil)
+
+// OnAccountOpened handles AccountOpened events.
+func (h *Handlers) OnAccountOpened(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.AccountOpened) error {
+	return errors.New("balances: OnAccountOpened not implemented")
+}
+
+// OnMoneyDeposited handles MoneyDeposited events.
+func (h *Handlers) OnMoneyDeposited(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.MoneyDeposited) error {
+	return errors.New("balances: OnMoneyDeposited not implemented")
+}
+
+// OnMoneyWithdrawn handles MoneyWithdrawn events.
+func (h *Handlers) OnMoneyWithdrawn(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.MoneyWithdrawn) error {
+	return errors.New("balances: OnMoneyWithdrawn not implemented")
+}
