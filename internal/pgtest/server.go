@@ -4,7 +4,8 @@
 // the PostgreSQL binaries on the machine (PATH first, then /usr/lib/postgresql/*/bin,
 // newest version first): initdb into a temporary directory, then postgres on a free
 // loopback port with its socket in that directory. initdb refuses to run as root, so as
-// root the cluster belongs to the unprivileged user "nobody". The server is a child of
+// root the cluster belongs to the unprivileged user "nobody". ESGEN_PG_BINDIR picks
+// the binaries' directory explicitly. The server is a child of
 // the calling process and gets SIGQUIT if that process dies, and [Server.Stop] removes
 // everything it created.
 //
@@ -89,8 +90,15 @@ func External(ctx context.Context, connURL string) (*Server, error) {
 // Private reports whether the server was started here (and can be restarted).
 func (s *Server) Private() bool { return s.private }
 
-// BinDir finds the directory with PostgreSQL's server binaries.
+// BinDir finds the directory with PostgreSQL's server binaries: ESGEN_PG_BINDIR when
+// set (and then only there), else PATH, else /usr/lib/postgresql/*/bin (newest first).
 func BinDir() (string, error) {
+	if dir := os.Getenv("ESGEN_PG_BINDIR"); dir != "" {
+		if exists(filepath.Join(dir, "initdb")) && exists(filepath.Join(dir, "postgres")) {
+			return dir, nil
+		}
+		return "", fmt.Errorf("ESGEN_PG_BINDIR=%s has no initdb and postgres: %w", dir, ErrNoPostgres)
+	}
 	if p, err := exec.LookPath("pg_ctl"); err == nil {
 		if real, err := filepath.EvalSymlinks(p); err == nil {
 			p = real
