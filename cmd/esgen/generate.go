@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/esgen-dev/esgen/gen"
+)
+
+// runGenerate implements `esgen generate [-f esgen.yaml] [-C dir]`.
+func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: esgen generate [-f esgen.yaml] [-C dir]")
+		fmt.Fprintln(stderr, "\nGenerates migrations, typed events, projection handlers, projector mains and")
+		fmt.Fprintln(stderr, "handler stubs from the spec. Output folders are relative to -C (default: the")
+		fmt.Fprintln(stderr, "spec's folder). Nothing is written when the spec has mistakes.")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
+	specFile := fs.String("f", "esgen.yaml", "the spec file (relative to -C)")
+	dir := fs.String("C", "", "the folder to generate into (default: the spec's folder)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	res, err := gen.Generate(gen.Options{Dir: *dir, Spec: *specFile})
+	var list gen.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			fmt.Fprintln(stderr, e)
+		}
+		plural := "s"
+		if len(list) == 1 {
+			plural = ""
+		}
+		return fmt.Errorf("%d mistake%s in %s; nothing written", len(list), plural, list[0].File)
+	}
+	if res != nil {
+		for _, f := range res.Files {
+			if f.Detail != "" {
+				fmt.Fprintf(stdout, "%-9s %s (%s)\n", f.Action, f.Path, f.Detail)
+			} else {
+				fmt.Fprintf(stdout, "%-9s %s\n", f.Action, f.Path)
+			}
+		}
+		for _, w := range res.Warnings {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
+	}
+	return err
+}

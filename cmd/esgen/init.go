@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/esgen-dev/esgen/gen"
+)
+
+// runInit implements `esgen init [-C dir] [-module path]`.
+func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: esgen init [-C dir] [-module path]")
+		fmt.Fprintln(stderr, "\nWrites a commented starter esgen.yaml and a generate.go with the go:generate")
+		fmt.Fprintln(stderr, "line (and a go.mod when the folder is in no module). Never overwrites esgen.yaml.")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
+	dir := fs.String("C", ".", "the folder to write into")
+	module := fs.String("module", "", "module path for a new go.mod (default: the folder's name)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	res, err := gen.Init(gen.InitOptions{Dir: *dir, Module: *module})
+	if res != nil {
+		for _, f := range res.Files {
+			fmt.Fprintf(stdout, "%-9s %s\n", f.Action, f.Path)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "\nNext: edit esgen.yaml, then")
+	fmt.Fprintln(stdout, "  go get github.com/esgen-dev/esgen")
+	fmt.Fprintln(stdout, "  go generate ./...")
+	return nil
+}
