@@ -1,0 +1,224 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/esgen-dev/esgen/eventstore"
+)
+
+// Each writer spreads its appends over this many aggregates, so aggregates grow and
+// their heads are updated, as in a running system.
+const aggregatesPerWriter = 1000
+
+// payloads are the event bodies the append scenarios cycle through (about 60 bytes).
+var payloads = func() [][]byte {
+	out := make([][]byte, 64)
+	for i := range out {
+		out[i] = []byte(`{"amount":` + strconv.Itoa(100+i*37) + `,"currency":"EUR","note":"benchmark event"}`)
+	}
+	return out
+}()
+
+var eventTypes = []string{"MoneyDeposited", "MoneyWithdrawn", "AddressChanged"}
+
+const aggregateType = "Account"
+
+// appendShape is one pair of append scenarios: esgen's Append and the raw insert of the
+// same rows.
+type appendShape struct {
+	perCall int // events per call (per transaction)
+	writers int // concurrent writers
+	events  int // events in all
+	copy    bool
+}
+
+func (r *runner) appendGroup(ctx context.Context) error {
+	pool, _, done, err := r.database(ctx, GroupAppend, 16)
+	if err != nil {
+		return err
+	}
+	defer done()
+	n := r.cfg.AppendEvents
+	single := max(n/5, 1000)
+	shapes := []appendShape{
+		{perCall: 1, writers: 1, events: single},
+		{perCall: 1, writers: 8, events: single},
+		{perCall: 10, writers: 1, events: n},
+		{perCall: 100, writers: 1, events: n},
+		{perCall: 1000, writers: 1, events: n},
+	}
+	for _, s := range shapes {
+		rawName := rawAppendName(s)
+		raw, err := r.measureAppend(ctx, pool, s, rawName, rawInsert(s.perCall))
+		if err != nil {
+			return fmt.Errorf("%s: %w", rawName, err)
+		}
+		raw.Raw = true
+		r.add(raw)
+		name := esgenAppendName(s)
+		res, err := r.measureAppend(ctx, pool, s, name, esgenAppend)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		res.RawName = rawName
+		r.add(res)
+	}
+	s := appendShape{perCall: 1000, writers: 1, events: n, copy: true}
+	res, err := r.measureAppend(ctx, pool, s, "raw COPY, 1000 rows/call", rawCopy)
+	if err != nil {
+		return fmt.Errorf("raw COPY: %w", err)
+	}
+	res.Raw = true
+	r.add(res)
+	return nil
+}
+
+func esgenAppendName(s appendShape) string {
+	if s.perCall == 1 {
+		return fmt.Sprintf("Append, 1 event/tx, %d writer%s", s.writers, plural(s.writers))
+	}
+	return fmt.Sprintf("Append, %d events/call", s.perCall)
+}
+
+func rawAppendName(s appendShape) string {
+	if s.perCall == 1 {
+		return fmt.Sprintf("raw INSERT, 1 row/tx, %d writer%s", s.writers, plural(s.writers))
+	}
+	return fmt.Sprintf("raw INSERT, %d rows/statement", s.perCall)
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// appendCall writes one call's events (all to one aggregate, versions from+1 ..) and
+// returns an error; it is esgen's Append or a raw insert.
+type appendCall func(ctx context.Context, pool *pgxpool.Pool, aggID string, from int64, evs []eventstore.EventData) error
+
+func esgenAppend(ctx context.Context, pool *pgxpool.Pool, aggID string, _ int64, evs []eventstore.EventData) error {
+	_, err := eventstore.Append(ctx, pool, aggregateType, aggID, eventstore.Any, evs...)
+	return err
+}
+
+const insertColumns = `event_id, aggregate_type, aggregate_id, aggregate_version, event_type, event_version, partition_hash, payload, metadata`
+
+// rawInsert is a plain multi-row INSERT … VALUES of the same rows: no version check,
+// no lock, no aggregate head, no notification.
+func rawInsert(rows int) appendCall {
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO esgen_events (` + insertColumns + `) VALUES `)
+	for i := range rows {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		b := i * 9
+		fmt.Fprintf(&sb, "($%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d)", b+1, b+2, b+3, b+4, b+5, b+6, b+7, b+8, b+9)
+	}
+	sql := sb.String()
+	return func(ctx context.Context, pool *pgxpool.Pool, aggID string, from int64, evs []eventstore.EventData) error {
+		args := make([]any, 0, 9*len(evs))
+		hash := int64(eventstore.Hash(aggID))
+		for i, e := range evs {
+			args = append(args, pgtype.UUID{Bytes: uuid.New(), Valid: true}, aggregateType, aggID, from+int64(i)+1,
+				e.Type, int32(1), hash, e.Payload, []byte(`{}`))
+		}
+		_, err := pool.Exec(ctx, sql, args...)
+		return err
+	}
+}
+
+var copyColumns = strings.Split(strings.ReplaceAll(insertColumns, " ", ""), ",")
+
+// rawCopy writes the same rows with COPY FROM STDIN (binary).
+func rawCopy(ctx context.Context, pool *pgxpool.Pool, aggID string, from int64, evs []eventstore.EventData) error {
+	hash := int64(eventstore.Hash(aggID))
+	rows := make([][]any, len(evs))
+	for i, e := range evs {
+		rows[i] = []any{pgtype.UUID{Bytes: uuid.New(), Valid: true}, aggregateType, aggID, from + int64(i) + 1,
+			e.Type, int32(1), hash, e.Payload, []byte(`{}`)}
+	}
+	_, err := pool.CopyFrom(ctx, pgx.Identifier{"esgen_events"}, copyColumns, pgx.CopyFromRows(rows))
+	return err
+}
+
+// measureAppend empties the tables, then writes s.events events in calls of s.perCall
+// with s.writers concurrent writers and times it.
+func (r *runner) measureAppend(ctx context.Context, pool *pgxpool.Pool, s appendShape, name string, call appendCall) (Result, error) {
+	if err := resetEvents(ctx, pool); err != nil {
+		return Result{}, err
+	}
+	calls := s.events / s.perCall
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, s.writers)
+	start := time.Now()
+	for w := range s.writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			versions := make([]int64, aggregatesPerWriter)
+			ids := make([]string, aggregatesPerWriter)
+			for a := range ids {
+				ids[a] = "acct-" + strconv.Itoa(w) + "-" + strconv.Itoa(a)
+			}
+			evs := make([]eventstore.EventData, s.perCall)
+			for {
+				c := int(next.Add(1)) - 1
+				if c >= calls {
+					return
+				}
+				for i := range evs {
+					k := c*s.perCall + i
+					evs[i] = eventstore.EventData{Type: eventTypes[k%len(eventTypes)], Payload: payloads[k%len(payloads)]}
+				}
+				a := c % aggregatesPerWriter
+				if err := call(ctx, pool, ids[a], versions[a], evs); err != nil {
+					errs <- err
+					return
+				}
+				versions[a] += int64(s.perCall)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return Result{}, err
+	}
+	var stored int64
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM esgen_events`).Scan(&stored); err != nil {
+		return Result{}, err
+	}
+	events := int64(calls * s.perCall)
+	if stored != events {
+		return Result{}, fmt.Errorf("%d events stored, %d written", stored, events)
+	}
+	return Result{Group: GroupAppend, Name: name, Events: events, Seconds: elapsed.Seconds(),
+		EventsPerSec: float64(events) / elapsed.Seconds()}, nil
+}
+
+// resetEvents empties the event tables so each append scenario starts alike.
+func resetEvents(ctx context.Context, pool *pgxpool.Pool) error {
+	if _, err := pool.Exec(ctx, `TRUNCATE esgen_events, esgen_aggregate_heads RESTART IDENTITY`); err != nil {
+		return fmt.Errorf("truncate: %w", err)
+	}
+	// A checkpoint now keeps one from landing inside the next measurement. It needs
+	// superuser or pg_checkpoint; without them the run goes on.
+	_, _ = pool.Exec(ctx, `CHECKPOINT`)
+	return nil
+}

@@ -1,0 +1,27 @@
+// Package bench measures esgen against PostgreSQL's own limit, in one run, and prints
+// one table (or JSON). It is the engine of `esgen bench` and of the go test benchmarks.
+//
+// Every esgen number stands beside a raw number taken in the same run on the same
+// server, table and rows, so the ratio says how much of PostgreSQL's speed esgen keeps:
+//
+//   - Append: [eventstore.Append] with one event per transaction (1 and 8 writers) and
+//     with 10, 100 and 1,000 events per call, against a plain multi-row INSERT of the
+//     same rows with the same number of rows per statement (and COPY) into the same
+//     esgen_events table, without version checks, locks or aggregate heads.
+//   - Catch-up: a projection reading a preloaded stream from the start with 1 worker,
+//     4 partitions in one process and 4 worker processes, with a no-op handler and one
+//     that upserts a read-model row, against one streaming SELECT of the same rows in
+//     the same order. Rows scanned (pg_stat_user_tables) are set against rows returned,
+//     and peak memory is sampled (heap in process, max RSS for worker processes).
+//   - Latency from append to handled, median and p99, woken by NOTIFY and by polling.
+//   - Gap safety: catch-up and latency while an unrelated transaction with a
+//     transaction id stays open.
+//
+// Worker processes are the running binary started again with [WorkerEnv] set: a binary
+// that runs benchmarks calls [RunWorkerIfRequested] first thing (cmd/esgen and this
+// package's tests do), or names a separate worker binary in Config.WorkerBinary (see
+// internal/bench/worker).
+//
+// Tests never assert timings; they check that each scenario runs and reports sane
+// counts.
+package bench
