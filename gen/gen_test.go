@@ -323,3 +323,24 @@ func TestParseType(t *testing.T) {
 		}
 	}
 }
+
+func TestHandlersMovedToAnotherFile(t *testing.T) {
+	dir := bankModule(t, "Account.AccountOpened")
+	generate(t, dir)
+	pkg := filepath.Join(dir, "projections", "balances")
+	// The user renames handlers.go; the package still declares Handlers.
+	if err := os.Rename(filepath.Join(pkg, "handlers.go"), filepath.Join(pkg, "balances.go")); err != nil {
+		t.Fatal(err)
+	}
+	res := generate(t, dir)
+	if _, err := os.Stat(filepath.Join(pkg, "handlers.go")); err == nil {
+		t.Fatalf("handlers.go was written again although balances.go declares Handlers: %v", res.Files)
+	}
+
+	writeFile(t, filepath.Join(dir, "esgen.yaml"), strings.Replace(bankSpec, "%s", "Account.AccountOpened, Account.MoneyDeposited", 1))
+	generate(t, dir)
+	got := string(readFile(t, filepath.Join(pkg, "handlers.go")))
+	if strings.Contains(got, "type Handlers") || strings.Contains(got, "OnAccountOpened") || !strings.Contains(got, "func (h *Handlers) OnMoneyDeposited(") {
+		t.Errorf("handlers.go should hold only the new stub:\n%s", got)
+	}
+}

@@ -172,7 +172,9 @@ func plan(dir string, spec *Spec, modPath string) ([]plannedFile, []string, erro
 			return nil, nil, fmt.Errorf("projection %s: %w", pr.Name, err)
 		}
 		warnings = append(warnings, warns...)
-		files = append(files, plannedFile{path: path.Join(relDir, stubsFileName), content: content, kind: userOwned, appended: appended})
+		if content != nil {
+			files = append(files, plannedFile{path: path.Join(relDir, stubsFileName), content: content, kind: userOwned, appended: appended})
+		}
 	}
 
 	if spec.Sqlc {

@@ -51,6 +51,7 @@ func projectionFile(pr *Projection, paths importPaths) *jen.File {
 	f.Comment("(position, aggregate id and version, event id, metadata, time); e is its payload.")
 	f.Type().Id("Handler").InterfaceFunc(func(g *jen.Group) {
 		for _, ev := range pr.Handles {
+			g.Comment(fmt.Sprintf("On%s handles %s events of aggregate %s.", ev.Name, ev.Name, ev.Aggregate.Name))
 			g.Id("On" + ev.Name).Params(handlerParams(paths.events, ev)...).Error()
 		}
 	})

@@ -49,30 +49,38 @@ func stubMethod(pr *Projection, ev *Event, recv string, names map[string]string,
 }
 
 // stubsFile is the first version of projections/<name>/handlers.go. It has no
-// generated header: the file belongs to the user from the start.
-func stubsFile(pr *Projection, paths importPaths) ([]byte, error) {
+// generated header: the file belongs to the user from the start. With declare false
+// (the package already declares Handlers in another file) it holds only the stubs.
+func stubsFile(pr *Projection, evs []*Event, recv string, declare bool, paths importPaths) ([]byte, error) {
 	genPkg := pr.Name + "gen"
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "// Package %s holds the handlers of the %s projection.\n", pr.Name, pr.Name)
-	fmt.Fprintf(&b, "//\n// esgen generate wrote this file once and never overwrites it: it is yours. When a\n")
-	fmt.Fprintf(&b, "// projection handles a new event, generate appends a stub for it at the end.\n")
+	if declare {
+		fmt.Fprintf(&b, "// Package %s holds the handlers of the %s projection.\n", pr.Name, pr.Name)
+		b.WriteString("//\n// esgen generate wrote this file once and never overwrites it: it is yours. When the\n")
+		b.WriteString("// projection handles a new event, generate appends a stub for it at the end.\n")
+	} else {
+		b.WriteString("// esgen generate wrote these stubs for events the projection handles; the file is yours.\n\n")
+	}
 	fmt.Fprintf(&b, "package %s\n\nimport (\n", pr.Name)
 	names := map[string]string{}
 	for _, imp := range stubImports(pr, paths) {
 		names[imp[0]] = imp[1]
-		if imp[1] == genPkg {
+		switch {
+		case imp[1] == genPkg && declare:
 			fmt.Fprintf(&b, "\t%s %q\n", imp[1], imp[0])
-		} else {
+		case imp[1] != genPkg:
 			fmt.Fprintf(&b, "\t%q\n", imp[0])
 		}
 	}
 	b.WriteString(")\n\n")
-	fmt.Fprintf(&b, "// Handlers implements %s.Handler. Each method runs inside the batch's\n", genPkg)
-	b.WriteString("// transaction tx: write the read model through tx so it commits with the checkpoint.\n")
-	b.WriteString("type Handlers struct{}\n\n")
-	fmt.Fprintf(&b, "var _ %s.Handler = (*Handlers)(nil)\n", genPkg)
-	for _, ev := range pr.Handles {
-		fmt.Fprintf(&b, "\n%#v\n", stubMethod(pr, ev, "h", names, paths))
+	if declare {
+		fmt.Fprintf(&b, "// Handlers implements %s.Handler. Each method runs inside the batch's\n", genPkg)
+		b.WriteString("// transaction tx: write the read model through tx so it commits with the checkpoint.\n")
+		b.WriteString("type Handlers struct{}\n\n")
+		fmt.Fprintf(&b, "var _ %s.Handler = (*Handlers)(nil)\n", genPkg)
+	}
+	for _, ev := range evs {
+		fmt.Fprintf(&b, "\n%#v\n", stubMethod(pr, ev, recv, names, paths))
 	}
 	out, err := groupImports(b.Bytes())
 	if err != nil {
@@ -82,24 +90,26 @@ func stubsFile(pr *Projection, paths importPaths) ([]byte, error) {
 }
 
 // stubsPlan decides what happens to projections/<name>/handlers.go: written in full
-// when absent, otherwise existing bytes followed by stubs for the handled events no
-// method of Handlers in the package covers yet. Methods On<Event> for events the
-// projection no longer handles are reported as warnings, never deleted.
+// when the package does not exist yet; otherwise the existing bytes followed by stubs
+// for the handled events no method of Handlers in the package covers yet (nil content:
+// nothing to write). Methods On<Event> for events the projection no longer handles
+// are reported as warnings, never deleted.
 func stubsPlan(dir string, pr *Projection, paths importPaths, relDir string) (content []byte, appended []string, warnings []string, err error) {
 	file := filepath.Join(dir, stubsFileName)
 	existing, err := os.ReadFile(file)
-	if errors.Is(err, fs.ErrNotExist) {
-		content, err := stubsFile(pr, paths)
-		return content, nil, nil, err
-	}
-	if err != nil {
+	absent := errors.Is(err, fs.ErrNotExist)
+	if err != nil && !absent {
 		return nil, nil, nil, fmt.Errorf("read handler stubs: %w", err)
 	}
-
-	methods, recv, err := handlersMethods(dir)
+	methods, recv, declared, err := handlersMethods(dir)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if absent && !declared {
+		content, err := stubsFile(pr, pr.Handles, recv, true, paths)
+		return content, nil, nil, err
+	}
+
 	handled := map[string]bool{}
 	for _, ev := range pr.Handles {
 		handled["On"+ev.Name] = true
@@ -122,8 +132,18 @@ func stubsPlan(dir string, pr *Projection, paths importPaths, relDir string) (co
 			missing = append(missing, ev)
 		}
 	}
-	if len(missing) == 0 {
+	switch {
+	case len(missing) == 0 && absent:
+		return nil, nil, warnings, nil
+	case len(missing) == 0:
 		return existing, nil, warnings, nil
+	case absent:
+		// Handlers lives in other files of the package: a new file with just the stubs.
+		content, err := stubsFile(pr, missing, recv, false, paths)
+		for _, ev := range missing {
+			appended = append(appended, "On"+ev.Name)
+		}
+		return content, appended, warnings, err
 	}
 
 	names, err := importNames(file, existing)
@@ -159,15 +179,17 @@ func stubsPlan(dir string, pr *Projection, paths importPaths, relDir string) (co
 }
 
 // handlersMethods parses the package in dir (test files aside) and returns the
-// methods declared on Handlers, each with the file declaring it, and the receiver
-// name they use ("h" when there is none).
-func handlersMethods(dir string) (map[string]string, string, error) {
+// methods declared on Handlers, each with the file declaring it, the receiver name
+// they use ("h" when there is none) and whether the package declares type Handlers.
+func handlersMethods(dir string) (methods map[string]string, recv string, declared bool, err error) {
+	methods = map[string]string{}
 	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, "", fmt.Errorf("read handler package: %w", err)
+	if errors.Is(err, fs.ErrNotExist) {
+		return methods, "h", false, nil
 	}
-	methods := map[string]string{}
-	recv := ""
+	if err != nil {
+		return nil, "", false, fmt.Errorf("read handler package: %w", err)
+	}
 	fset := token.NewFileSet()
 	for _, e := range entries {
 		name := e.Name()
@@ -176,9 +198,14 @@ func handlersMethods(dir string) (map[string]string, string, error) {
 		}
 		af, err := parser.ParseFile(fset, filepath.Join(dir, name), nil, parser.SkipObjectResolution)
 		if err != nil {
-			return nil, "", fmt.Errorf("parse handlers: %w", err)
+			return nil, "", false, fmt.Errorf("parse handlers: %w", err)
 		}
 		for _, d := range af.Decls {
+			if gd, ok := d.(*ast.GenDecl); ok && gd.Tok == token.TYPE {
+				for _, sp := range gd.Specs {
+					declared = declared || sp.(*ast.TypeSpec).Name.Name == "Handlers"
+				}
+			}
 			fd, ok := d.(*ast.FuncDecl)
 			if !ok || fd.Recv == nil || len(fd.Recv.List) != 1 {
 				continue
@@ -199,7 +226,7 @@ func handlersMethods(dir string) (map[string]string, string, error) {
 	if recv == "" {
 		recv = "h"
 	}
-	return methods, recv, nil
+	return methods, recv, declared, nil
 }
 
 // importNames maps the import paths of a Go file to the names it uses for them.

@@ -1,6 +1,6 @@
 // Package balances holds the handlers of the balances projection.
 //
-// esgen generate wrote this file once and never overwrites it: it is yours. When a
+// esgen generate wrote this file once and never overwrites it: it is yours. When the
 // projection handles a new event, generate appends a stub for it at the end.
 package balances
 

@@ -1,6 +1,6 @@
 // Package audit holds the handlers of the audit projection.
 //
-// esgen generate wrote this file once and never overwrites it: it is yours. When a
+// esgen generate wrote this file once and never overwrites it: it is yours. When the
 // projection handles a new event, generate appends a stub for it at the end.
 package audit
 

@@ -1,6 +1,6 @@
 // Package customer_orders holds the handlers of the customer_orders projection.
 //
-// esgen generate wrote this file once and never overwrites it: it is yours. When a
+// esgen generate wrote this file once and never overwrites it: it is yours. When the
 // projection handles a new event, generate appends a stub for it at the end.
 package customer_orders
 

@@ -32,8 +32,11 @@ var EventTypes = []string{
 // together with the checkpoint, exactly once. env is the stored envelope
 // (position, aggregate id and version, event id, metadata, time); e is its payload.
 type Handler interface {
+	// OnAccountOpened handles AccountOpened events of aggregate Account.
 	OnAccountOpened(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.AccountOpened) error
+	// OnMoneyDeposited handles MoneyDeposited events of aggregate Account.
 	OnMoneyDeposited(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.MoneyDeposited) error
+	// OnMoneyWithdrawn handles MoneyWithdrawn events of aggregate Account.
 	OnMoneyWithdrawn(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.MoneyWithdrawn) error
 }
 

@@ -31,7 +31,9 @@ var EventTypes = []string{
 // together with the checkpoint, exactly once. env is the stored envelope
 // (position, aggregate id and version, event id, metadata, time); e is its payload.
 type Handler interface {
+	// OnCustomerDeleted handles CustomerDeleted events of aggregate Customer.
 	OnCustomerDeleted(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.CustomerDeleted) error
+	// OnCustomerRegistered handles CustomerRegistered events of aggregate Customer.
 	OnCustomerRegistered(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.CustomerRegistered) error
 }
 

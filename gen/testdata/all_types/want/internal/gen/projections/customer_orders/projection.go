@@ -32,8 +32,11 @@ var EventTypes = []string{
 // together with the checkpoint, exactly once. env is the stored envelope
 // (position, aggregate id and version, event id, metadata, time); e is its payload.
 type Handler interface {
+	// OnCustomerRegistered handles CustomerRegistered events of aggregate Customer.
 	OnCustomerRegistered(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.CustomerRegistered) error
+	// OnOrderPlaced handles OrderPlaced events of aggregate Order.
 	OnOrderPlaced(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.OrderPlaced) error
+	// OnOrderShipped handles OrderShipped events of aggregate Order.
 	OnOrderShipped(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.OrderShipped) error
 }
 
