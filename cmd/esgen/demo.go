@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"os"
+	"time"
+
+	"github.com/esgen-dev/esgen/internal/demo"
+)
+
+func init() {
+	register("demo", "run the partitioned demo end to end (no setup needed)", runDemo)
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := fs.String("database", os.Getenv("DATABASE_URL"), "PostgreSQL URL; the demo works in schema "+demo.Schema+" (default: $DATABASE_URL, else a throw-away server)")
+	partitions := fs.Int("partitions", 4, "worker processes, one partition each")
+	accounts := fs.Int("accounts", 300, "accounts (aggregates)")
+	events := fs.Int("events", 3000, "events to append")
+	writers := fs.Int("writers", 8, "concurrent writers")
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up when the workers have not caught up by then")
+	show := fs.Int("show-events", 3, "per-event log lines shown per worker")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	_, err := demo.Run(ctx, demo.Options{
+		DatabaseURL: *db,
+		Partitions:  *partitions,
+		Accounts:    *accounts,
+		Events:      *events,
+		Writers:     *writers,
+		Timeout:     *timeout,
+		ShowEvents:  *show,
+		Stdout:      stdout,
+		Stderr:      stderr,
+	})
+	return err
+}

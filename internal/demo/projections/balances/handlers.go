@@ -1,0 +1,69 @@
+// Package balances holds the handlers of the balances projection.
+//
+// esgen generate wrote this file once and never overwrites it: it is yours. When the
+// projection handles a new event, generate appends a stub for it at the end.
+package balances
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/internal/demo/generated/events"
+	balancesgen "github.com/esgen-dev/esgen/internal/demo/generated/projections/balances"
+	"github.com/jackc/pgx/v5"
+)
+
+// Handlers implements balancesgen.Handler. Each method runs inside the batch's
+// transaction tx: write the read model through tx so it commits with the checkpoint.
+type Handlers struct {
+	// PartitionKey is the partition of the worker process, recorded with every handled
+	// event so that the demo can check the routing.
+	PartitionKey int
+}
+
+// record notes the event as handled by this partition; a second handling of the same
+// event would violate the primary key and fail the batch.
+func (h *Handlers) record(ctx context.Context, tx pgx.Tx, env *eventstore.Event) error {
+	_, err := tx.Exec(ctx, `INSERT INTO demo_handled_events (event_id, account_id, version, partition_key) VALUES ($1, $2, $3, $4)`,
+		env.EventID, env.AggregateID, env.AggregateVersion, h.PartitionKey)
+	if err != nil {
+		return fmt.Errorf("record event %s: %w", env.EventID, err)
+	}
+	return nil
+}
+
+// apply adds delta to the account's balance, checking that events arrive in version order.
+func (h *Handlers) apply(ctx context.Context, tx pgx.Tx, env *eventstore.Event, delta int64) error {
+	tag, err := tx.Exec(ctx, `UPDATE demo_balances SET balance = balance + $2, version = $3
+		WHERE account_id = $1 AND version = $3 - 1`, env.AggregateID, delta, env.AggregateVersion)
+	if err != nil {
+		return fmt.Errorf("update balance of %s: %w", env.AggregateID, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("account %s: version %d arrived out of order", env.AggregateID, env.AggregateVersion)
+	}
+	return h.record(ctx, tx, env)
+}
+
+var _ balancesgen.Handler = (*Handlers)(nil)
+
+// OnAccountOpened handles AccountOpened events.
+func (h *Handlers) OnAccountOpened(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.AccountOpened) error {
+	_, err := tx.Exec(ctx, `INSERT INTO demo_balances (account_id, owner, currency, balance, version, partition_key)
+		VALUES ($1, $2, $3, 0, $4, $5)`, env.AggregateID, e.Owner, e.Currency, env.AggregateVersion, h.PartitionKey)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", env.AggregateID, err)
+	}
+	return h.record(ctx, tx, env)
+}
+
+// OnMoneyDeposited handles MoneyDeposited events.
+func (h *Handlers) OnMoneyDeposited(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.MoneyDeposited) error {
+	return h.apply(ctx, tx, env, e.Amount)
+}
+
+// OnMoneyWithdrawn handles MoneyWithdrawn events.
+func (h *Handlers) OnMoneyWithdrawn(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.MoneyWithdrawn) error {
+	return h.apply(ctx, tx, env, -e.Amount)
+}
