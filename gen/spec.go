@@ -179,10 +179,16 @@ func (p *loader) syntaxError(err error) {
 		msgs = te.Errors
 	}
 	for _, m := range msgs {
-		e := &Error{File: p.file, Msg: strings.TrimPrefix(m, "yaml: ")}
+		e := &Error{File: p.file, Msg: "invalid YAML: " + strings.TrimPrefix(m, "yaml: ")}
 		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
 			e.Line, _ = strconv.Atoi(sm[1])
-			e.Msg = sm[2]
+			e.Msg = "invalid YAML: " + sm[2]
+			// yaml.v3 reports parser errors (unlike scanner errors) with the 0-based
+			// line of the enclosing construct.
+			if strings.HasPrefix(sm[2], "did not find expected") {
+				e.Line++
+				e.Msg = "invalid YAML in the block starting on this line: " + sm[2]
+			}
 		}
 		p.errs = append(p.errs, e)
 	}
