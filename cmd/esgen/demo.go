@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -38,5 +39,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Stdout:      stdout,
 		Stderr:      stderr,
 	})
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("interrupted; the writers, workers and server it started are stopped")
+	}
 	return err
 }
