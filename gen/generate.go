@@ -134,6 +134,7 @@ func resolvePaths(opts Options) (dir, specFile string, err error) {
 func plan(dir string, spec *Spec, modPath string) ([]plannedFile, []string, error) {
 	out := spec.Output
 	paths := importPaths{
+		source:      specBase(spec),
 		events:      importPath(modPath, out.Events),
 		projections: importPath(modPath, out.Projections),
 		handlers:    importPath(modPath, out.Handlers),

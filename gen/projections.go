@@ -6,8 +6,10 @@ import (
 	"github.com/dave/jennifer/jen"
 )
 
-// importPaths are the Go import paths of the packages generate writes.
+// importPaths are the Go import paths of the packages generate writes, and the
+// spec's file name for the headers.
 type importPaths struct {
+	source      string // the spec file, e.g. esgen.yaml
 	events      string // the events package
 	projections string // parent of the generated projection packages
 	handlers    string // parent of the user's handler packages
@@ -27,6 +29,7 @@ func handlerParams(eventsPath string, ev *Event) []jen.Code {
 func projectionFile(pr *Projection, paths importPaths) *jen.File {
 	f := jen.NewFile(pr.Name)
 	f.HeaderComment(generatedHeader)
+	f.HeaderComment("source: " + paths.source)
 	f.PackageComment(fmt.Sprintf("// Package %s is the generated side of the %s projection: the Handler\n// interface its handlers implement, and New, which turns them into a projection\n// the runtime can run partition by partition.", pr.Name, pr.Name))
 	f.ImportName(eventstorePkg, "eventstore")
 	f.ImportName(projectionPkg, "projection")
@@ -102,6 +105,7 @@ func projectorMain(pr *Projection, paths importPaths) *jen.File {
 	userPath := paths.handlers + "/" + pr.Name
 	f := jen.NewFile("main")
 	f.HeaderComment(generatedHeader)
+	f.HeaderComment("source: " + paths.source)
 	partitioning := "// Run several copies with PARTITION_KEY=k TOTAL_PARTITIONS=n (or the flags\n// --partition-key=k --total-partitions=n, which win; --partition-key=0,1 runs\n// several partitions in one process) to split the work."
 	if !pr.Partitioned {
 		partitioning = "// The projection is not partitioned: one worker reads the whole stream in order."

@@ -1,8 +1,10 @@
 package gen
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path"
@@ -118,9 +120,16 @@ var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 func (p *loader) parse(data []byte) *Spec {
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		p.syntaxError(err)
 		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err != nil && !errors.Is(err, io.EOF) {
+		p.syntaxError(err)
+	} else if err == nil {
+		p.errs = append(p.errs, &Error{File: p.file, Line: extra.Line, Col: extra.Column, Msg: "a second YAML document: the spec is exactly one document"})
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		p.errs = append(p.errs, &Error{File: p.file, Line: 1, Col: 1, Msg: "empty spec: expected keys version, aggregates and projections"})
@@ -267,7 +276,7 @@ func (p *loader) mapping(n *yaml.Node, fieldPath string, allowed, required []str
 			known = known || a == k.Value
 		}
 		if !known {
-			p.errorf(k, kp, "unknown key %q (allowed: %s)", k.Value, strings.Join(allowed, ", "))
+			p.errorf(k, kp, "unknown key %q%s (allowed: %s)", k.Value, didYouMean(k.Value, allowed), strings.Join(allowed, ", "))
 			continue
 		}
 		out[k.Value] = v
@@ -490,7 +499,13 @@ func (p *loader) projection(e entry, events map[string]*Event) *Projection {
 		ev := events[evName]
 		switch {
 		case ev == nil:
-			p.errorf(item, ifp, "unknown event %q: no aggregate declares an event %s", s, evName)
+			var names []string
+			for name, e := range events {
+				if e.Aggregate.Name == aggName {
+					names = append(names, aggName+"."+name)
+				}
+			}
+			p.errorf(item, ifp, "unknown event %q: no aggregate declares an event %s%s", s, evName, didYouMean(s, names))
 			continue
 		case ev.Aggregate.Name != aggName:
 			p.errorf(item, ifp, "unknown event %q: %s is an event of aggregate %s", s, evName, ev.Aggregate.Name)
@@ -535,4 +550,41 @@ func (p *loader) checkGoNames(spec *Spec, eventNodes map[string]*yaml.Node) {
 			}
 		}
 	}
+}
+
+// didYouMean suggests the candidate closest to got, when one is close enough to be
+// a typo: ` (did you mean "fields"?)`.
+func didYouMean(got string, candidates []string) string {
+	best, bestDist := "", 3
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(got), strings.ToLower(c)); d < bestDist || (d == bestDist && best != "" && c < best) {
+			best, bestDist = c, d
+		}
+	}
+	if best == "" || best == got {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
 }
