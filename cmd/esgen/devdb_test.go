@@ -154,7 +154,7 @@ func TestDevDBRejectsBadArguments(t *testing.T) {
 func TestShellQuote(t *testing.T) {
 	for in, want := range map[string]string{
 		"postgres://u@h:1/db?sslmode=disable&x=1": `'postgres://u@h:1/db?sslmode=disable&x=1'`,
-		"it's":                                   `'it'\''s'`,
+		"it's": `'it'\''s'`,
 	} {
 		if got := shellQuote(in); got != want {
 			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
