@@ -51,5 +51,7 @@ type EsgenProjection struct {
 	Generation     int64
 	PreviousCount  pgtype.Int4
 	CountsUsed     []int32
+	EventTypes     []string
 	ChangedAt      pgtype.Timestamptz
+	CreatedAt      pgtype.Timestamptz
 }

@@ -1,0 +1,85 @@
+// Package projection runs projections: it feeds the events of the store, partition by
+// partition, to a [Handler] that updates a read model, exactly once.
+//
+// # Processing
+//
+// Each (projection, partition) is processed by a loop of transactions. One batch:
+//
+//  1. lock the partition's checkpoint row (SELECT … FOR UPDATE), so two workers
+//     started with the same partition key take turns;
+//  2. read up to BatchSize events after the checkpoint in commit-safe order (see
+//     eventstore.ReadAll), filtered in SQL by partition (FNV-1a hash of the aggregate
+//     id mod the partition count) and event type;
+//  3. call the handler for each event with the batch's pgx.Tx;
+//  4. move the checkpoint with a compare-and-set (only from the position it was read
+//     at, only in the layout generation the worker runs, only while that layout is in
+//     force), and commit.
+//
+// The read model's writes and the checkpoint commit together, so an event is applied
+// exactly once to a read model in the same database, whatever crashes, restarts or
+// duplicate workers happen. When a read finds less than a full batch, everything up
+// to the visible head of the stream is final, and an idle partition's checkpoint moves
+// up to it now and then; so a partition that receives few events still keeps up with
+// the stream (which matters when the partition count changes).
+//
+// An empty read waits for a notification (esgen_append runs pg_notify on the channel
+// esgen_events; one dedicated connection per [Run] listens and wakes every partition)
+// or for the poll interval with jitter. A notified append can still be hidden behind
+// an older transaction that is running; the worker then looks again after 5 ms,
+// 10 ms, … up to the poll interval.
+//
+// # Failures
+//
+// A handler error rolls the batch back. The events before the failing one are then
+// committed in a smaller batch, and the failing event is retried alone with
+// exponential backoff and jitter, up to Config.MaxRetries; after that the partition
+// stops with a [*HandlerError] naming projection, partition, event id, type,
+// aggregate and position, and its checkpoint stays just before the event. Transient
+// database errors (connection loss, server shutdown or restart, serialization failure,
+// deadlock, too many connections) are retried without limit and logged at warn level.
+// [Run] returns on the first fatal error after stopping the other partitions; when
+// its context ends it lets each batch in hand finish (within Config.ShutdownTimeout)
+// and returns nil.
+//
+// # Logs
+//
+// With log/slog: at start the projection, partition key and partition count; every
+// Config.ProgressInterval and at exit the number of events the partition processed;
+// at debug level every event handled (position, aggregate, type, id).
+//
+// # Changing the partition count
+//
+// esgen_projections holds each projection's layout: its partition count and a
+// generation. Checkpoints are keyed by (projection, generation, partition). The first
+// worker started with a new count switches the layout in one transaction:
+//
+//  1. lock the projection row (layout changes are serialized);
+//  2. lock the live checkpoints of the old layout: batches in flight on them commit
+//     first;
+//  3. W, the low watermark, is the oldest of those checkpoints; every event at or
+//     before W was handled;
+//  4. mark the old checkpoints retired (kept as they are), bump the generation, and
+//     insert a checkpoint at W for every partition of the new layout (so partitions
+//     that never run exist and hold W back).
+//
+// A new-layout partition reads after its checkpoint and leaves out, in SQL, events
+// that a retired layout already handled: those in the retired partition
+// hash mod old count whose position is at or before its retired checkpoint. No event
+// is replayed and none is skipped, also when the old partitions were uneven or some
+// never ran. A retired layout is deleted once every live checkpoint has passed all of
+// its checkpoints. The cost of a switch is one short transaction plus, for the new
+// workers, scanning (not handling) the events between W and the old checkpoints.
+//
+// Workers of the old layout find their checkpoint retired at their next batch (the
+// compare-and-set also fails) and stop with a [*LayoutChangedError]: "partition count
+// changed from N to M (generation g); restart this worker with TOTAL_PARTITIONS=M". A
+// worker started with a count that the projection used before the current one is
+// taken for a stale deployment and refused with an [*OutdatedCountError], unless
+// Config.Rescale (--rescale) says to switch back on purpose.
+//
+// # Running
+//
+// [Main] is the whole main of a generated projector binary (flags and environment,
+// logging, signals, exit codes). [Run] is the programmatic form. [Status] and [Reset]
+// back the esgen status and esgen reset commands.
+package projection

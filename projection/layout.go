@@ -1,0 +1,192 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/generated/dbsqlc"
+)
+
+// LayoutChangedError stops a worker whose partition layout was replaced: another
+// worker started with a different partition count.
+type LayoutChangedError struct {
+	Projection string
+	From, To   int   // the worker's count and the count in force
+	Generation int64 // the generation in force
+}
+
+func (e *LayoutChangedError) Error() string {
+	return fmt.Sprintf("projection %s: partition count changed from %d to %d (generation %d); restart this worker with TOTAL_PARTITIONS=%d",
+		e.Projection, e.From, e.To, e.Generation, e.To)
+}
+
+// OutdatedCountError refuses to start a worker with a partition count that the
+// projection used before the one in force: most likely a stale deployment.
+type OutdatedCountError struct {
+	Projection string
+	Count      int   // the count asked for
+	Current    int   // the count in force
+	Generation int64 // the generation in force
+	Used       []int // every count used, oldest first
+}
+
+func (e *OutdatedCountError) Error() string {
+	used := make([]string, len(e.Used))
+	for i, c := range e.Used {
+		used[i] = fmt.Sprint(c)
+	}
+	return fmt.Sprintf("projection %s: TOTAL_PARTITIONS=%d is outdated: the projection runs with %d partitions now (generation %d; counts used: %s); start this worker with TOTAL_PARTITIONS=%d, or pass --rescale (Config.Rescale) to switch back to %d partitions on purpose",
+		e.Projection, e.Count, e.Current, e.Generation, strings.Join(used, " → "), e.Current, e.Count)
+}
+
+// ErrNotFound is returned for a projection that has no row in esgen_projections.
+var ErrNotFound = errors.New("projection not found")
+
+// LayoutChange describes a change of the partition count, as done by [Run].
+type LayoutChange struct {
+	From, To   int
+	Generation int64
+	// Watermark is where every partition of the new layout starts: the oldest
+	// checkpoint of the old layout.
+	Watermark eventstore.Position
+	// AlreadyHandled is the number of events after the watermark that the retired
+	// layouts handled: the new layout scans them and skips them in SQL.
+	AlreadyHandled int64
+	// Took is how long the switch transaction ran, including the wait for batches in
+	// flight on the old layout.
+	Took time.Duration
+}
+
+// ensureLayout creates the projection on first start, or switches its layout to
+// cfg.TotalPartitions, and returns the generation in force.
+func ensureLayout(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config, log *slog.Logger) (int64, error) {
+	total := cfg.TotalPartitions
+	types := p.EventTypes
+	if types == nil {
+		types = []string{}
+	}
+	start := time.Now()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("projection %s: begin: %w", p.Name, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	created, err := queries.CreateProjection(ctx, tx, dbsqlc.CreateProjectionParams{
+		Name: p.Name, PartitionCount: int32(total), CountsUsed: []int32{int32(total)}, EventTypes: types,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("projection %s: create: %w", p.Name, err)
+	}
+	if created == 1 {
+		if err := insertLayout(ctx, tx, p.Name, 1, total, eventstore.Position{}); err != nil {
+			return 0, err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return 0, fmt.Errorf("projection %s: commit: %w", p.Name, err)
+		}
+		log.Info("projection created", "total_partitions", total, "generation", 1)
+		return 1, nil
+	}
+	proj, err := queries.LockProjection(ctx, tx, p.Name)
+	if err != nil {
+		return 0, fmt.Errorf("projection %s: lock: %w", p.Name, err)
+	}
+	if err := queries.SetProjectionEventTypes(ctx, tx, dbsqlc.SetProjectionEventTypesParams{Name: p.Name, EventTypes: types}); err != nil {
+		return 0, fmt.Errorf("projection %s: record event types: %w", p.Name, err)
+	}
+	if int(proj.PartitionCount) == total {
+		return proj.Generation, commit(ctx, tx, p.Name)
+	}
+	if slices.Contains(proj.CountsUsed, int32(total)) && !cfg.Rescale {
+		used := make([]int, len(proj.CountsUsed))
+		for i, c := range proj.CountsUsed {
+			used[i] = int(c)
+		}
+		return 0, &OutdatedCountError{Projection: p.Name, Count: total, Current: int(proj.PartitionCount), Generation: proj.Generation, Used: used}
+	}
+
+	// Switch: wait for the batches in flight on the old layout (they hold their
+	// checkpoint's row lock), then retire its checkpoints and start every partition of
+	// the new layout at the oldest of them.
+	old, err := queries.LockLayoutCheckpoints(ctx, tx, dbsqlc.LockLayoutCheckpointsParams{Projection: p.Name, Generation: proj.Generation})
+	if err != nil {
+		return 0, fmt.Errorf("projection %s: lock the checkpoints of generation %d: %w", p.Name, proj.Generation, err)
+	}
+	if len(old) == 0 {
+		return 0, fmt.Errorf("projection %s: generation %d has no live checkpoints; run esgen reset %s to rebuild it", p.Name, proj.Generation, p.Name)
+	}
+	w := positionOf(old[0])
+	for _, c := range old[1:] {
+		if pos := positionOf(c); pos.Less(w) {
+			w = pos
+		}
+	}
+	if _, err := queries.RetireLayout(ctx, tx, dbsqlc.RetireLayoutParams{Projection: p.Name, Generation: proj.Generation}); err != nil {
+		return 0, fmt.Errorf("projection %s: retire generation %d: %w", p.Name, proj.Generation, err)
+	}
+	gen := proj.Generation + 1
+	if err := queries.SwitchLayout(ctx, tx, dbsqlc.SwitchLayoutParams{Name: p.Name, PartitionCount: int32(total), Generation: gen}); err != nil {
+		return 0, fmt.Errorf("projection %s: switch to generation %d: %w", p.Name, gen, err)
+	}
+	if err := insertLayout(ctx, tx, p.Name, gen, total, w); err != nil {
+		return 0, err
+	}
+	handled, err := queries.CountHandledAfter(ctx, tx, dbsqlc.CountHandledAfterParams{
+		AfterTransactionID: xid8(w.TransactionID), AfterPosition: w.GlobalPosition, Projection: p.Name,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("projection %s: count carried-over events: %w", p.Name, err)
+	}
+	if _, err := queries.DeleteFinishedRetired(ctx, tx, p.Name); err != nil {
+		return 0, fmt.Errorf("projection %s: delete finished layouts: %w", p.Name, err)
+	}
+	if err := commit(ctx, tx, p.Name); err != nil {
+		return 0, err
+	}
+	ch := LayoutChange{From: int(proj.PartitionCount), To: total, Generation: gen, Watermark: w, AlreadyHandled: handled, Took: time.Since(start)}
+	log.Info("partition count changed", "from", ch.From, "to", ch.To, "generation", gen,
+		"watermark", w.String(), "already_handled_after_watermark", handled, "took_ms", float64(ch.Took.Microseconds())/1000)
+	if cfg.onLayoutChange != nil {
+		cfg.onLayoutChange(ch)
+	}
+	return gen, nil
+}
+
+func insertLayout(ctx context.Context, tx pgx.Tx, name string, gen int64, total int, at eventstore.Position) error {
+	keys := make([]int32, total)
+	for i := range keys {
+		keys[i] = int32(i)
+	}
+	err := queries.InsertLayoutCheckpoints(ctx, tx, dbsqlc.InsertLayoutCheckpointsParams{
+		Projection: name, Generation: gen, PartitionCount: int32(total),
+		LastTransactionID: xid8(at.TransactionID), LastPosition: at.GlobalPosition, PartitionKeys: keys,
+	})
+	if err != nil {
+		return fmt.Errorf("projection %s: create the checkpoints of generation %d: %w", name, gen, err)
+	}
+	return nil
+}
+
+func commit(ctx context.Context, tx pgx.Tx, name string) error {
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("projection %s: commit: %w", name, err)
+	}
+	return nil
+}
+
+func xid8(v uint64) pgtype.Uint64 { return pgtype.Uint64{Uint64: v, Valid: true} }
+
+func positionOf(c dbsqlc.EsgenCheckpoint) eventstore.Position {
+	return eventstore.Position{TransactionID: c.LastTransactionID.Uint64, GlobalPosition: c.LastPosition}
+}

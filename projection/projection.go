@@ -1,0 +1,255 @@
+package projection
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/generated/dbsqlc"
+)
+
+var queries = dbsqlc.New()
+
+// Handler applies events to a read model. Handle runs inside the batch's transaction:
+// whatever it writes through tx commits together with the checkpoint, or not at all.
+// It must not commit or roll back tx. A returned error rolls the batch back; the event
+// is retried (see [Config.MaxRetries]).
+type Handler interface {
+	Handle(ctx context.Context, tx pgx.Tx, ev *eventstore.Event) error
+}
+
+// HandlerFunc adapts a function to [Handler].
+type HandlerFunc func(ctx context.Context, tx pgx.Tx, ev *eventstore.Event) error
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, tx pgx.Tx, ev *eventstore.Event) error {
+	return f(ctx, tx, ev)
+}
+
+// Projection names a projection and its handler.
+type Projection struct {
+	// Name identifies the projection's checkpoints; changing it starts from scratch.
+	Name string
+	// EventTypes are the event types handled; empty means all. The filter runs in SQL.
+	EventTypes []string
+	// Handler applies each event.
+	Handler Handler
+	// Partitioned projections may run with more than one partition; others always run
+	// with one.
+	Partitioned bool
+}
+
+func (p Projection) validate() error {
+	if p.Name == "" {
+		return errors.New("projection: the projection has no name")
+	}
+	if p.Handler == nil {
+		return fmt.Errorf("projection %s: no handler", p.Name)
+	}
+	return nil
+}
+
+// Defaults of [Config].
+const (
+	DefaultBatchSize        = 100
+	DefaultPollInterval     = time.Second
+	DefaultMaxRetries       = 5
+	DefaultRetryBackoff     = 100 * time.Millisecond
+	DefaultMaxRetryBackoff  = 30 * time.Second
+	DefaultProgressInterval = 10 * time.Second
+	DefaultShutdownTimeout  = 30 * time.Second
+)
+
+// Config tunes [Run]. The zero value runs partition 0 of 1 with the defaults.
+type Config struct {
+	// Partitions are the partition keys this process runs, each in its own goroutine
+	// with its own checkpoint. Empty: every key of TotalPartitions.
+	Partitions []int
+	// TotalPartitions is the partition count (0 means 1: unpartitioned). When it differs
+	// from the projection's current count, Run changes the layout (see the package
+	// documentation) or refuses an outdated count.
+	TotalPartitions int
+	// BatchSize is the number of events read and handled per transaction.
+	BatchSize int
+	// PollInterval is the longest wait for new events; with notifications on, an
+	// append wakes the workers at once. A jitter of up to 10% is added.
+	PollInterval time.Duration
+	// DisableNotify turns LISTEN off: workers only poll.
+	DisableNotify bool
+	// MaxRetries is how often a failing handler is retried on the same event before its
+	// partition stops (0: DefaultMaxRetries; negative: no retries).
+	MaxRetries int
+	// RetryBackoff is the first wait before a retry; it doubles up to MaxRetryBackoff,
+	// with jitter.
+	RetryBackoff    time.Duration
+	MaxRetryBackoff time.Duration
+	// ProgressInterval is how often each partition logs the number of events it
+	// processed (at info level).
+	ProgressInterval time.Duration
+	// ShutdownTimeout bounds how long the batch in hand may still run once ctx ends;
+	// after it, the batch is rolled back.
+	ShutdownTimeout time.Duration
+	// Rescale allows switching back to a partition count that the projection used
+	// before. Without it, such a count is taken for a stale deployment and refused.
+	Rescale bool
+	// Logger receives the runtime's logs (default: slog.Default()).
+	Logger *slog.Logger
+
+	onLayoutChange func(LayoutChange) // test hook
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	c.TotalPartitions = cmp.Or(c.TotalPartitions, 1)
+	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
+	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
+	c.MaxRetries = cmp.Or(c.MaxRetries, DefaultMaxRetries)
+	if c.MaxRetries < 0 {
+		c.MaxRetries = 0
+	}
+	c.RetryBackoff = cmp.Or(c.RetryBackoff, DefaultRetryBackoff)
+	c.MaxRetryBackoff = cmp.Or(c.MaxRetryBackoff, DefaultMaxRetryBackoff)
+	c.ProgressInterval = cmp.Or(c.ProgressInterval, DefaultProgressInterval)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if len(c.Partitions) == 0 {
+		c.Partitions = make([]int, c.TotalPartitions)
+		for i := range c.Partitions {
+			c.Partitions[i] = i
+		}
+	}
+	return c
+}
+
+func (c Config) validate(p Projection) error {
+	if c.TotalPartitions < 1 {
+		return fmt.Errorf("total partitions must be at least 1, got %d", c.TotalPartitions)
+	}
+	if !p.Partitioned && c.TotalPartitions > 1 {
+		return fmt.Errorf("projection %s is not partitioned: it runs with 1 partition, not %d", p.Name, c.TotalPartitions)
+	}
+	seen := map[int]bool{}
+	for _, k := range c.Partitions {
+		if err := eventstore.CheckPartition(k, c.TotalPartitions); err != nil {
+			return err
+		}
+		if seen[k] {
+			return fmt.Errorf("partition key %d is listed twice", k)
+		}
+		seen[k] = true
+	}
+	if c.BatchSize < 1 {
+		return fmt.Errorf("batch size must be at least 1, got %d", c.BatchSize)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"poll interval", c.PollInterval}, {"retry backoff", c.RetryBackoff}, {"max retry backoff", c.MaxRetryBackoff},
+		{"progress interval", c.ProgressInterval}, {"shutdown timeout", c.ShutdownTimeout}} {
+		if d.v < 0 {
+			return fmt.Errorf("%s must not be negative, got %s", d.name, d.v)
+		}
+	}
+	return nil
+}
+
+// Run runs the partitions cfg lists of projection p until ctx ends (then it returns
+// nil once every partition has finished or rolled back its batch) or until a partition
+// fails for good (then it stops the others the same way and returns that error).
+//
+// Before starting, Run creates the projection and its first layout, or changes the
+// layout when cfg.TotalPartitions differs from the current count (see the package
+// documentation). Each partition holds at most one pool connection at a time; with
+// notifications on, one more dedicated connection listens for appends.
+func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) error {
+	cfg = cfg.WithDefaults()
+	if err := p.validate(); err != nil {
+		return err
+	}
+	if err := cfg.validate(p); err != nil {
+		return fmt.Errorf("projection %s: %w", p.Name, err)
+	}
+	log := cfg.Logger.With("projection", p.Name)
+
+	var gen int64
+	err := retryTransient(ctx, log, cfg, "prepare the partition layout", func() error {
+		var err error
+		gen, err = ensureLayout(ctx, pool, p, cfg, log)
+		return err
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// hardCtx ends ShutdownTimeout after runCtx: it bounds the batch in hand.
+	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardCancel()
+	stopHard := context.AfterFunc(runCtx, func() {
+		t := time.AfterFunc(cfg.ShutdownTimeout, hardCancel)
+		context.AfterFunc(hardCtx, func() { t.Stop() })
+	})
+	defer stopHard()
+
+	wake := newBroadcast()
+	var wg sync.WaitGroup
+	if !cfg.DisableNotify {
+		n := &notifier{connConfig: pool.Config().ConnConfig, log: log, sig: wake, backoff: cfg.RetryBackoff}
+		wg.Go(func() { n.run(runCtx) })
+	}
+	var (
+		errMu    sync.Mutex
+		firstErr error
+	)
+	var workers sync.WaitGroup
+	for _, key := range cfg.Partitions {
+		w := &worker{
+			pool: pool, p: p, cfg: cfg, key: key, total: cfg.TotalPartitions, gen: gen, wake: wake,
+			log: log.With("partition", key, "total_partitions", cfg.TotalPartitions),
+		}
+		workers.Go(func() {
+			if err := w.run(runCtx, hardCtx); err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+				cancel(err)
+			}
+		})
+	}
+	workers.Wait()
+	cancel(nil)
+	wg.Wait()
+	return firstErr
+}
+
+// Partition tells a handler which partition it runs in; see [CurrentPartition].
+type Partition struct {
+	Projection string
+	Key        int
+	Total      int
+	Generation int64 // the layout generation (changes with the partition count)
+}
+
+type partitionKey struct{}
+
+// CurrentPartition returns the partition of the batch a handler's ctx belongs to.
+func CurrentPartition(ctx context.Context) (Partition, bool) {
+	p, ok := ctx.Value(partitionKey{}).(Partition)
+	return p, ok
+}

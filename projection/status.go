@@ -1,0 +1,137 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/generated/dbsqlc"
+)
+
+// DBTX is what [Status] and [Reset] need of a connection: *pgx.Conn, *pgxpool.Pool and
+// pgx.Tx all have it.
+type DBTX = dbsqlc.DBTX
+
+// ProjectionStatus is a projection's layout and the state of its partitions.
+type ProjectionStatus struct {
+	Name           string    `json:"name"`
+	PartitionCount int       `json:"partition_count"`
+	Generation     int64     `json:"generation"`
+	PreviousCount  int       `json:"previous_count,omitempty"` // 0: never changed
+	CountsUsed     []int     `json:"counts_used"`
+	EventTypes     []string  `json:"event_types"` // empty: all
+	ChangedAt      time.Time `json:"changed_at"`
+	// Head is the last global position a commit-safe reader can see now.
+	Head int64 `json:"head"`
+	// Lag is the sum of the partitions' lags.
+	Lag        int64             `json:"lag"`
+	Partitions []PartitionStatus `json:"partitions"`
+	// Retired are the checkpoints of earlier layouts still being carried over: events
+	// at or before them in their partition are skipped by the current layout. Empty
+	// once the change of the partition count is complete.
+	Retired []PartitionStatus `json:"retired,omitempty"`
+}
+
+// Rescaling reports whether a change of the partition count is still being carried over.
+func (s ProjectionStatus) Rescaling() bool { return len(s.Retired) > 0 }
+
+// PartitionStatus is one checkpoint.
+type PartitionStatus struct {
+	Key           int                 `json:"key"`
+	Count         int                 `json:"count"`
+	Generation    int64               `json:"generation"`
+	Checkpoint    eventstore.Position `json:"checkpoint"`
+	EventsHandled int64               `json:"events_handled"`
+	Lag           int64               `json:"lag"` // events of this partition after the checkpoint (0 for retired ones)
+	LastMoved     time.Time           `json:"last_moved"`
+	Retired       bool                `json:"retired,omitempty"`
+}
+
+// Status returns the layout and partitions of one projection ([ErrNotFound] when it
+// never ran).
+func Status(ctx context.Context, db DBTX, name string) (ProjectionStatus, error) {
+	if name == "" {
+		return ProjectionStatus{}, errors.New("projection: status: empty projection name")
+	}
+	all, err := status(ctx, db, name)
+	if err != nil {
+		return ProjectionStatus{}, err
+	}
+	if len(all) == 0 {
+		return ProjectionStatus{}, fmt.Errorf("projection %s: %w", name, ErrNotFound)
+	}
+	return all[0], nil
+}
+
+// StatusAll returns the status of every projection, by name.
+func StatusAll(ctx context.Context, db DBTX) ([]ProjectionStatus, error) {
+	return status(ctx, db, "")
+}
+
+func status(ctx context.Context, db DBTX, name string) ([]ProjectionStatus, error) {
+	projs, err := queries.ListProjections(ctx, db, name)
+	if err != nil {
+		return nil, fmt.Errorf("projection: list projections: %w", err)
+	}
+	if len(projs) == 0 {
+		return nil, nil
+	}
+	head, err := queries.StreamHead(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("projection: stream head: %w", err)
+	}
+	out := make([]ProjectionStatus, 0, len(projs))
+	for _, p := range projs {
+		st := ProjectionStatus{
+			Name: p.Name, PartitionCount: int(p.PartitionCount), Generation: p.Generation,
+			PreviousCount: int(p.PreviousCount.Int32), EventTypes: p.EventTypes, ChangedAt: p.ChangedAt.Time,
+			Head: head, CountsUsed: make([]int, len(p.CountsUsed)), Partitions: []PartitionStatus{},
+		}
+		for i, c := range p.CountsUsed {
+			st.CountsUsed[i] = int(c)
+		}
+		cps, err := queries.ListCheckpoints(ctx, db, p.Name)
+		if err != nil {
+			return nil, fmt.Errorf("projection %s: list checkpoints: %w", p.Name, err)
+		}
+		for _, c := range cps {
+			ps := PartitionStatus{
+				Key: int(c.PartitionKey), Count: int(c.PartitionCount), Generation: c.Generation,
+				Checkpoint: positionOf(c), EventsHandled: c.EventsHandled, LastMoved: c.UpdatedAt.Time, Retired: c.Retired,
+			}
+			if c.Retired {
+				st.Retired = append(st.Retired, ps)
+				continue
+			}
+			ps.Lag, err = queries.PartitionLag(ctx, db, dbsqlc.PartitionLagParams{
+				AfterTransactionID: c.LastTransactionID, AfterPosition: c.LastPosition,
+				TotalPartitions: c.PartitionCount, PartitionKey: c.PartitionKey, EventTypes: p.EventTypes,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("projection %s: lag of partition %d: %w", p.Name, c.PartitionKey, err)
+			}
+			st.Lag += ps.Lag
+			st.Partitions = append(st.Partitions, ps)
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Reset deletes a projection's layout and checkpoints so that its next start rebuilds
+// it from the first event. It does not touch the read model: clear that in the same
+// transaction (pass a pgx.Tx as db) or before starting the workers again, and stop
+// every worker of the projection first. It returns [ErrNotFound] for an unknown
+// projection.
+func Reset(ctx context.Context, db DBTX, name string) error {
+	n, err := queries.DeleteProjection(ctx, db, name)
+	if err != nil {
+		return fmt.Errorf("projection %s: reset: %w", name, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("projection %s: %w", name, ErrNotFound)
+	}
+	return nil
+}

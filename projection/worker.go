@@ -1,0 +1,307 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/generated/dbsqlc"
+)
+
+// HandlerError is the error a partition stops with when its handler failed on an
+// event more often than [Config.MaxRetries] allows. The partition's checkpoint stays
+// just before the event.
+type HandlerError struct {
+	Projection string
+	Partition  int
+	Total      int
+	Event      eventstore.Event // without payload
+	Attempts   int
+	Err        error
+}
+
+func (e *HandlerError) Error() string {
+	return fmt.Sprintf("projection %s partition %d/%d: handler failed on event %s (type %s, aggregate %s %s version %d, position %s) %d times; stopped before it: %v",
+		e.Projection, e.Partition, e.Total, e.Event.EventID, e.Event.Type, e.Event.AggregateType, e.Event.AggregateID,
+		e.Event.AggregateVersion, e.Event.Position, e.Attempts, e.Err)
+}
+
+func (e *HandlerError) Unwrap() error { return e.Err }
+
+// errFenced: the checkpoint moved under this worker (another worker with the same
+// partition committed first); the batch was rolled back.
+var errFenced = errors.New("checkpoint moved by another worker")
+
+// handlerFailure is a handler error on the index-th event of a batch.
+type handlerFailure struct {
+	index int
+	event eventstore.Event
+	err   error
+}
+
+func (f *handlerFailure) Error() string { return f.err.Error() }
+func (f *handlerFailure) Unwrap() error { return f.err }
+
+type worker struct {
+	pool  *pgxpool.Pool
+	p     Projection
+	cfg   Config
+	key   int
+	total int
+	gen   int64
+	wake  *broadcast
+	log   *slog.Logger
+
+	processed   int64 // events handled by this worker
+	skipRetired bool  // retired layouts exist: filter out what they handled
+	lastIdle    time.Time
+
+	// The handler failure being retried.
+	failID       uuid.UUID
+	failAttempts int
+	limit        int // when > 0, the next batch's size (commits the events before a failing one)
+}
+
+// run processes the partition until ctx ends (nil) or it fails for good. hardCtx
+// bounds the batch in hand after ctx ended.
+func (w *worker) run(ctx, hardCtx context.Context) error {
+	w.log.Info("partition started", "batch_size", w.cfg.BatchSize, "generation", w.gen, "notify", !w.cfg.DisableNotify)
+	lastReport, reported := time.Now(), int64(0)
+	defer func() {
+		w.log.Info("partition stopped", "events_processed", w.processed)
+	}()
+	w.refreshRetired(ctx)
+
+	var transient int
+	idleDelay := time.Duration(0) // after a wake-up that found nothing, re-read soon
+	for ctx.Err() == nil {
+		if time.Since(lastReport) >= w.cfg.ProgressInterval {
+			w.log.Info("progress", "events_processed", w.processed, "since_last", w.processed-reported)
+			lastReport, reported = time.Now(), w.processed
+		}
+		wake := w.wake.C()
+		_, full, err := w.batch(ctx, hardCtx)
+		switch {
+		case err == nil:
+			transient = 0
+			if full {
+				continue
+			}
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, errFenced):
+			w.log.Debug("checkpoint moved by another worker; re-reading")
+			continue
+		case isTransient(err):
+			d := backoff(w.cfg.RetryBackoff, w.cfg.MaxRetryBackoff, transient)
+			transient++
+			w.log.Warn("database error, retrying", "error", err, "retry_in", d.Round(time.Millisecond))
+			sleep(ctx, d)
+			continue
+		default:
+			var hf *handlerFailure
+			if !errors.As(err, &hf) {
+				return err
+			}
+			ev := hf.event
+			if ev.EventID != w.failID {
+				w.failID, w.failAttempts = ev.EventID, 0
+			}
+			w.failAttempts++
+			if w.failAttempts > w.cfg.MaxRetries {
+				herr := &HandlerError{Projection: w.p.Name, Partition: w.key, Total: w.total, Event: ev, Attempts: w.failAttempts, Err: hf.err}
+				w.log.Error("handler failed; partition stopped before the event",
+					"position", ev.Position.String(), "event_id", ev.EventID, "event_type", ev.Type,
+					"aggregate_type", ev.AggregateType, "aggregate_id", ev.AggregateID, "aggregate_version", ev.AggregateVersion,
+					"attempts", w.failAttempts, "error", hf.err)
+				return herr
+			}
+			d := backoff(w.cfg.RetryBackoff, w.cfg.MaxRetryBackoff, w.failAttempts-1)
+			w.log.Warn("handler failed, retrying", "position", ev.Position.String(), "event_id", ev.EventID,
+				"event_type", ev.Type, "aggregate_id", ev.AggregateID, "attempt", w.failAttempts, "error", hf.err,
+				"retry_in", d.Round(time.Millisecond))
+			if hf.index > 0 {
+				// Commit the events before the failing one first, then retry it alone.
+				w.limit = hf.index
+				continue
+			}
+			w.limit = 1
+			sleep(ctx, d)
+			continue
+		}
+		// Caught up: wait for a notification or the poll interval.
+		wait := jitter(w.cfg.PollInterval)
+		if idleDelay > 0 {
+			wait = min(wait, idleDelay)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-wake:
+			// The appender that notified may still be hidden behind an older
+			// transaction that is still running: if this read finds nothing, look
+			// again soon, backing off up to the poll interval.
+			idleDelay = 5 * time.Millisecond
+		case <-t.C:
+			if idleDelay *= 2; idleDelay >= w.cfg.PollInterval {
+				idleDelay = 0
+			}
+		}
+		t.Stop()
+	}
+	return nil
+}
+
+func (w *worker) refreshRetired(ctx context.Context) {
+	has, err := queries.HasRetired(ctx, w.pool, w.p.Name)
+	if err != nil {
+		w.skipRetired = true // the safe choice
+		return
+	}
+	w.skipRetired = has
+}
+
+// batch runs one transaction: lock the checkpoint, read, handle, move the checkpoint.
+// It reports how many events it handled and whether the read was full (more may be
+// waiting).
+func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err error) {
+	limit := w.cfg.BatchSize
+	if w.limit > 0 {
+		limit, w.limit = w.limit, 0 // one smaller batch; run sets it again on a failure
+	}
+	tx, err := w.pool.Begin(hardCtx)
+	if err != nil {
+		return 0, false, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(hardCtx))
+
+	cp, err := queries.LockCheckpoint(hardCtx, tx, dbsqlc.LockCheckpointParams{Projection: w.p.Name, Generation: w.gen, PartitionKey: int32(w.key)})
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && cp.Retired) {
+		return 0, false, w.layoutGone(hardCtx)
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("lock checkpoint: %w", err)
+	}
+	from := positionOf(cp)
+	// Everything at or before the visible head is final: when the read below returns
+	// less than a full batch, the checkpoint may move up to the head, past events of
+	// other partitions, other types, or handled by a retired layout.
+	head, err := queries.VisibleHead(hardCtx, tx)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, fmt.Errorf("read the stream head: %w", err)
+	}
+	headPos := eventstore.Position{TransactionID: head.TransactionID.Uint64, GlobalPosition: head.GlobalPosition}
+	types := w.p.EventTypes
+	if types == nil {
+		types = []string{}
+	}
+	rows, err := queries.ReadPartition(hardCtx, tx, dbsqlc.ReadPartitionParams{
+		AfterTransactionID: cp.LastTransactionID, AfterPosition: cp.LastPosition,
+		TotalPartitions: int32(w.total), PartitionKey: int32(w.key), EventTypes: types,
+		SkipRetired: w.skipRetired, Projection: w.p.Name, BatchLimit: int32(limit),
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("read partition after %s: %w", from, err)
+	}
+	full = len(rows) == limit
+	hctx := context.WithValue(hardCtx, partitionKey{}, Partition{Projection: w.p.Name, Key: w.key, Total: w.total, Generation: w.gen})
+	to := from
+	for i := range rows {
+		ev := fromRow(rows[i])
+		if w.log.Enabled(hctx, slog.LevelDebug) {
+			w.log.Debug("handling event", "position", ev.Position.String(), "aggregate_type", ev.AggregateType,
+				"aggregate_id", ev.AggregateID, "aggregate_version", ev.AggregateVersion, "event_type", ev.Type, "event_id", ev.EventID)
+		}
+		if err := w.p.Handler.Handle(hctx, tx, &ev); err != nil {
+			if isTransient(err) {
+				return 0, false, fmt.Errorf("handler: %w", err)
+			}
+			ev.Payload, ev.Metadata = nil, nil
+			return 0, false, &handlerFailure{index: i, event: ev, err: err}
+		}
+		to = ev.Position
+	}
+	if !full && from.Less(headPos) && to.Less(headPos) {
+		// Move idle partitions along with the head now and then (always while retired
+		// layouts exist, so they can be dropped), not on every wake-up.
+		if len(rows) > 0 || w.skipRetired || time.Since(w.lastIdle) >= w.cfg.PollInterval {
+			to = headPos
+			w.lastIdle = time.Now()
+		}
+	}
+	if to == from {
+		return 0, false, nil
+	}
+	moved, err := queries.AdvanceCheckpoint(hardCtx, tx, dbsqlc.AdvanceCheckpointParams{
+		NewTransactionID: xid8(to.TransactionID), NewPosition: to.GlobalPosition, Handled: int64(len(rows)),
+		Projection: w.p.Name, Generation: w.gen, PartitionKey: int32(w.key),
+		OldTransactionID: cp.LastTransactionID, OldPosition: cp.LastPosition,
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("move checkpoint to %s: %w", to, err)
+	}
+	if moved == 0 {
+		return 0, false, errFenced
+	}
+	if err := tx.Commit(hardCtx); err != nil {
+		return 0, false, fmt.Errorf("commit batch up to %s: %w", to, err)
+	}
+	w.processed += int64(len(rows))
+	if w.skipRetired && !full {
+		w.dropFinishedLayouts(ctx)
+	}
+	return len(rows), full, nil
+}
+
+// dropFinishedLayouts deletes retired layouts that every live checkpoint has passed.
+func (w *worker) dropFinishedLayouts(ctx context.Context) {
+	n, err := queries.DeleteFinishedRetired(ctx, w.pool, w.p.Name)
+	if err != nil {
+		w.log.Debug("could not delete finished layouts", "error", err)
+		return
+	}
+	if n > 0 {
+		w.log.Info("retired layout carried over completely; deleted its checkpoints", "checkpoints", n)
+	}
+	w.refreshRetired(ctx)
+}
+
+// layoutGone explains why this worker's checkpoint is retired or missing.
+func (w *worker) layoutGone(ctx context.Context) error {
+	proj, err := queries.GetProjection(ctx, w.pool, w.p.Name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("projection %s: its checkpoints were deleted (esgen reset?) while this worker ran; restart the worker to rebuild it", w.p.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("projection %s: look up the layout: %w", w.p.Name, err)
+	}
+	if proj.Generation != w.gen {
+		return &LayoutChangedError{Projection: w.p.Name, From: w.total, To: int(proj.PartitionCount), Generation: proj.Generation}
+	}
+	return fmt.Errorf("projection %s: the checkpoint of partition %d (generation %d) is missing; restart the worker", w.p.Name, w.key, w.gen)
+}
+
+func fromRow(r dbsqlc.EsgenEvent) eventstore.Event {
+	return eventstore.Event{
+		Position:         eventstore.Position{TransactionID: r.TransactionID.Uint64, GlobalPosition: r.GlobalPosition},
+		EventID:          r.EventID.Bytes,
+		AggregateType:    r.AggregateType,
+		AggregateID:      r.AggregateID,
+		AggregateVersion: r.AggregateVersion,
+		Type:             r.EventType,
+		Version:          r.EventVersion,
+		Payload:          r.Payload,
+		Metadata:         r.Metadata,
+		CorrelationID:    uuid.NullUUID{UUID: r.CorrelationID.Bytes, Valid: r.CorrelationID.Valid},
+		CausationID:      uuid.NullUUID{UUID: r.CausationID.Bytes, Valid: r.CausationID.Valid},
+		PartitionHash:    uint32(r.PartitionHash),
+		CreatedAt:        r.CreatedAt.Time,
+	}
+}

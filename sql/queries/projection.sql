@@ -1,0 +1,153 @@
+-- name: CreateProjection :execrows
+-- Creates a projection with its first layout; no-op when it exists.
+INSERT INTO esgen_projections (name, partition_count, generation, counts_used, event_types)
+VALUES (@name::text, @partition_count::integer, 1, @counts_used::integer[], @event_types::text[])
+ON CONFLICT (name) DO NOTHING;
+
+-- name: LockProjection :one
+-- The projection's layout, locked until the transaction ends (serializes layout changes).
+SELECT name, partition_count, generation, previous_count, counts_used, event_types, changed_at, created_at
+FROM esgen_projections WHERE name = @name::text FOR UPDATE;
+
+-- name: GetProjection :one
+SELECT name, partition_count, generation, previous_count, counts_used, event_types, changed_at, created_at
+FROM esgen_projections WHERE name = @name::text;
+
+-- name: SetProjectionEventTypes :exec
+UPDATE esgen_projections SET event_types = @event_types::text[]
+WHERE name = @name::text AND event_types IS DISTINCT FROM @event_types::text[];
+
+-- name: InsertLayoutCheckpoints :exec
+-- Inserts a checkpoint at the given position for every partition of a layout.
+INSERT INTO esgen_checkpoints (projection, generation, partition_key, partition_count,
+                               last_transaction_id, last_position)
+SELECT @projection::text, @generation::bigint, k.k, @partition_count::integer,
+       @last_transaction_id::xid8, @last_position::bigint
+FROM unnest(@partition_keys::integer[]) AS k(k)
+ON CONFLICT (projection, generation, partition_key) DO NOTHING;
+
+-- name: LockLayoutCheckpoints :many
+-- The live checkpoints of a layout, locked: a batch in flight on one of them commits first.
+SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
+       events_handled, retired, updated_at
+FROM esgen_checkpoints
+WHERE projection = @projection::text AND generation = @generation::bigint AND NOT retired
+ORDER BY partition_key
+FOR UPDATE;
+
+-- name: RetireLayout :execrows
+UPDATE esgen_checkpoints SET retired = true
+WHERE projection = @projection::text AND generation = @generation::bigint AND NOT retired;
+
+-- name: SwitchLayout :exec
+UPDATE esgen_projections
+SET partition_count = @partition_count::integer,
+    generation      = @generation::bigint,
+    previous_count  = partition_count,
+    counts_used     = CASE WHEN @partition_count::integer = ANY (counts_used) THEN counts_used
+                           ELSE array_append(counts_used, @partition_count::integer) END,
+    changed_at      = now()
+WHERE name = @name::text;
+
+-- name: CountHandledAfter :one
+-- How many events after a position the retired layouts of a projection already handled:
+-- the rows a new layout scans and skips after a change of the partition count.
+SELECT count(*)::bigint AS handled
+FROM esgen_events e
+WHERE (e.transaction_id, e.global_position) > (@after_transaction_id::xid8, @after_position::bigint)
+  AND EXISTS (
+      SELECT 1 FROM esgen_checkpoints r
+      WHERE r.projection = @projection::text AND r.retired
+        AND r.partition_key = e.partition_hash % r.partition_count
+        AND (e.transaction_id, e.global_position) <= (r.last_transaction_id, r.last_position));
+
+-- name: DeleteFinishedRetired :execrows
+-- Deletes the retired layouts that every live checkpoint has passed: no event after any
+-- live checkpoint can be at or before one of theirs.
+DELETE FROM esgen_checkpoints d
+WHERE d.projection = @projection::text AND d.retired
+  AND EXISTS (SELECT 1 FROM esgen_checkpoints l WHERE l.projection = d.projection AND NOT l.retired)
+  AND NOT EXISTS (
+      SELECT 1 FROM esgen_checkpoints r
+      WHERE r.projection = d.projection AND r.generation = d.generation AND r.retired
+        AND (r.last_transaction_id, r.last_position) > (
+            SELECT l.last_transaction_id, l.last_position FROM esgen_checkpoints l
+            WHERE l.projection = d.projection AND NOT l.retired
+            ORDER BY l.last_transaction_id, l.last_position LIMIT 1));
+
+-- name: LockCheckpoint :one
+-- A partition's checkpoint, locked for the batch.
+SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
+       events_handled, retired, updated_at
+FROM esgen_checkpoints
+WHERE projection = @projection::text AND generation = @generation::bigint AND partition_key = @partition_key::integer
+FOR UPDATE;
+
+-- name: VisibleHead :one
+-- The last position of the stream that a commit-safe reader can see now (no row when
+-- there is none). No event can ever appear at or before it.
+SELECT transaction_id, global_position
+FROM esgen_events
+WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY transaction_id DESC, global_position DESC
+LIMIT 1;
+
+-- name: HasRetired :one
+SELECT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE projection = @projection::text AND retired)::boolean AS has_retired;
+
+-- name: ReadPartition :many
+-- Reads a partition after its checkpoint in commit-safe order (see ReadAll in
+-- events.sql). With skip_retired, events that a retired layout of the projection
+-- already handled are left out.
+SELECT e.global_position, e.transaction_id, e.event_id, e.aggregate_type, e.aggregate_id, e.aggregate_version,
+       e.event_type, e.event_version, e.partition_hash, e.payload, e.metadata, e.correlation_id, e.causation_id, e.created_at
+FROM esgen_events e
+WHERE (e.transaction_id, e.global_position) > (@after_transaction_id::xid8, @after_position::bigint)
+  AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND (@total_partitions::integer <= 1 OR e.partition_hash % @total_partitions::integer = @partition_key::integer)
+  AND (cardinality(@event_types::text[]) = 0 OR e.event_type = ANY (@event_types::text[]))
+  AND (NOT @skip_retired::boolean OR NOT EXISTS (
+      SELECT 1 FROM esgen_checkpoints r
+      WHERE r.projection = @projection::text AND r.retired
+        AND r.partition_key = e.partition_hash % r.partition_count
+        AND (e.transaction_id, e.global_position) <= (r.last_transaction_id, r.last_position)))
+ORDER BY e.transaction_id, e.global_position
+LIMIT @batch_limit::integer;
+
+-- name: AdvanceCheckpoint :execrows
+-- Compare-and-set: moves a checkpoint only from the position this worker read it at,
+-- only in the layout generation it runs, and only while that layout is in force.
+UPDATE esgen_checkpoints
+SET last_transaction_id = @new_transaction_id::xid8,
+    last_position       = @new_position::bigint,
+    events_handled      = events_handled + @handled::bigint,
+    updated_at          = now()
+WHERE projection = @projection::text AND generation = @generation::bigint AND partition_key = @partition_key::integer
+  AND NOT retired
+  AND last_transaction_id = @old_transaction_id::xid8 AND last_position = @old_position::bigint;
+
+-- name: ListProjections :many
+SELECT name, partition_count, generation, previous_count, counts_used, event_types, changed_at, created_at
+FROM esgen_projections
+WHERE (@name::text = '' OR name = @name::text)
+ORDER BY name;
+
+-- name: ListCheckpoints :many
+SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
+       events_handled, retired, updated_at
+FROM esgen_checkpoints
+WHERE projection = @projection::text
+ORDER BY retired, generation DESC, partition_key;
+
+-- name: PartitionLag :one
+-- Events of a partition after a checkpoint that a commit-safe reader can see now.
+SELECT count(*)::bigint AS lag
+FROM esgen_events e
+WHERE (e.transaction_id, e.global_position) > (@after_transaction_id::xid8, @after_position::bigint)
+  AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND (@total_partitions::integer <= 1 OR e.partition_hash % @total_partitions::integer = @partition_key::integer)
+  AND (cardinality(@event_types::text[]) = 0 OR e.event_type = ANY (@event_types::text[]));
+
+-- name: DeleteProjection :execrows
+-- Deletes a projection's layout and checkpoints (they cascade), so it rebuilds.
+DELETE FROM esgen_projections WHERE name = @name::text;
