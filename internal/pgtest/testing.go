@@ -44,6 +44,16 @@ func Main(m *testing.M) int {
 // one.
 func Shared(t testing.TB) *Server {
 	t.Helper()
+	s, err := SharedServer()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return s
+}
+
+// SharedServer is Shared for code without a testing.TB, such as runnable examples.
+// [Main] stops the server.
+func SharedServer() (*Server, error) {
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	if shared == nil && sharedErr == nil {
@@ -51,10 +61,7 @@ func Shared(t testing.TB) *Server {
 		defer cancel()
 		shared, sharedErr = Start(ctx, Options{})
 	}
-	if sharedErr != nil {
-		t.Fatalf("pgtest: %v", sharedErr)
-	}
-	return shared
+	return shared, sharedErr
 }
 
 var unsafeChars = regexp.MustCompile(`[^a-z0-9_]+`)
