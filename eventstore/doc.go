@@ -16,8 +16,11 @@
 // trusts "position > checkpoint" skips an event whose transaction commits after a
 // younger one. [ReadAll] instead returns only events of transactions older than every
 // transaction still running, ordered by (transaction id, position), and a [Position]
-// holds both. Such a reader never moves past an event that can still appear; the cost is
-// that one long-running writing transaction holds every reader back until it ends.
+// holds both. Such a reader never moves past an event that can still appear. The cost:
+// a transaction that has written anything (it has a transaction id) holds every reader
+// back until it ends, and PostgreSQL's snapshot spans the whole server, so this holds for
+// a transaction in any database of that server. Read-only transactions do not count.
+// Keep writing transactions short; docs/benchmarks.md measures the effect.
 // Because appends to one aggregate are serialized before the transaction gets its id,
 // each aggregate's events arrive in version order.
 //
