@@ -189,7 +189,7 @@ func plan(dir string, spec *Spec, modPath string) ([]plannedFile, []string, erro
 		files = append(files, plannedFile{path: "sqlc.yaml", content: content, kind: userOwned})
 	}
 
-	warnings = append(warnings, staleWarnings(dir, spec)...)
+	warnings = append(warnings, staleWarnings(dir, spec, migrations)...)
 	return files, warnings, nil
 }
 
@@ -243,9 +243,10 @@ func renderTemplate(name string, data any) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// staleWarnings names generated projection packages and projector mains whose
-// projection is no longer in the spec. They are not deleted.
-func staleWarnings(dir string, spec *Spec) []string {
+// staleWarnings names generated files the spec or esgen no longer produces: projection
+// packages and projector mains of removed projections, and migrations esgen dropped.
+// They are not deleted.
+func staleWarnings(dir string, spec *Spec, migrations []plannedFile) []string {
 	known := map[string]bool{}
 	for _, pr := range spec.Projections {
 		known[pr.Name] = true
@@ -261,6 +262,21 @@ func staleWarnings(dir string, spec *Spec) []string {
 		for _, e := range entries {
 			if e.IsDir() && !known[e.Name()] {
 				check(path.Join(spec.Output.Projections, e.Name(), "projection.go"))
+			}
+		}
+	}
+	current := map[string]bool{}
+	for _, m := range migrations {
+		current[m.path] = true
+	}
+	if entries, err := os.ReadDir(filepath.Join(dir, filepath.FromSlash(spec.Output.Migrations))); err == nil {
+		for _, e := range entries {
+			rel := path.Join(spec.Output.Migrations, e.Name())
+			if !e.IsDir() && strings.HasSuffix(e.Name(), ".sql") && !current[rel] {
+				src, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
+				if err == nil && bytes.HasPrefix(src, []byte("-- "+generatedHeader)) {
+					warnings = append(warnings, fmt.Sprintf("%s: esgen no longer has this migration; delete the file if it is applied everywhere", rel))
+				}
 			}
 		}
 	}
