@@ -3,12 +3,14 @@
 // The pipeline reads top to bottom, one file per step:
 //
 //   - spec.go: [Load] and [Parse] read esgen.yaml through yaml.Node, so every value
-//     keeps its line and column; validate.go checks it and collects every mistake as
-//     an [Error] naming file:line:col and the field path ([ErrorList], sorted by line).
+//     keeps its line and column, and validate it in the same walk, collecting every
+//     mistake as an [Error] naming file:line:col and the field path (errors.go:
+//     [ErrorList], sorted by line). Nothing stops at the first mistake.
 //   - types.go, names.go: field types (string, int64, uuid, []T, T?, ...) and the Go
 //     names derived from spec names (owner_id becomes OwnerID).
 //   - events.go, projections.go, stubs.go: the emitters. Go code is built with
-//     jennifer; SQL and other text comes from the embedded templates (esgen.Templates).
+//     jennifer (render.go formats it and groups its imports); SQL and other text
+//     comes from the embedded templates (esgen.Templates).
 //   - generate.go, write.go: [Generate] plans every output file in memory first, so a
 //     failing spec or emitter writes nothing, then writes each file atomically
 //     (temporary file and rename) and only when its bytes change.
