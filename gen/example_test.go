@@ -3,6 +3,7 @@ package gen_test
 import (
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 
 	"github.com/esgen-dev/esgen/gen"
@@ -48,7 +49,7 @@ projections:
 			panic(err)
 		}
 		for _, f := range res.Files {
-			if filepath.Dir(f.Path) != "sql/migrations" { // esgen's own migrations, one file each
+			if path.Dir(f.Path) != "sql/migrations" { // esgen's own migrations, one file each
 				fmt.Println(f.Action, f.Path)
 			}
 		}
