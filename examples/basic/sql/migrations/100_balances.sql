@@ -1,0 +1,9 @@
+-- The example's read model, written by the balances projection in the same
+-- transaction as its checkpoint. Not generated: esgen never touches this file.
+-- Safe to apply more than once: psql -v ON_ERROR_STOP=1 -f 100_balances.sql
+CREATE TABLE IF NOT EXISTS balances (
+    account_id text   PRIMARY KEY,
+    owner      text   NOT NULL,
+    balance    bigint NOT NULL DEFAULT 0,
+    version    bigint NOT NULL -- the last event of the account applied
+);

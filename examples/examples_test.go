@@ -1,0 +1,553 @@
+// Package examples_test runs every example the way its README says.
+//
+// A README is a script: its ```sh blocks run in order with bash, in the example's
+// folder, with DATABASE_URL pointing at a fresh, empty database. HTML comments, which
+// a Markdown viewer does not show, tell the test what a reader does between commands:
+//
+//	<!-- test: skip -->             the next ```sh block is not run (e.g. esgen devdb)
+//	<!-- test: background NAME -->  the next ```sh block keeps running (a projector): it is
+//	                                started in the background and its output kept as NAME
+//	<!-- test: wait CHECK -->       the example's test checks CHECK, polling until it holds
+//	<!-- test: stop NAME -->        Ctrl+C (or SIGTERM) for NAME, which must exit 0
+//	<!-- test: exits NAME CODE -->  NAME must end by itself with exit code CODE
+//
+// Each example's test names its checks; a check the README never uses, or a check the
+// README names that does not exist, fails the test. Whatever runs in the background at
+// the end gets Ctrl+C / SIGTERM and must exit 0.
+package examples_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/esgen-dev/esgen/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// step is one thing the README asks the reader to do.
+type step struct {
+	kind string // "run", "background", "wait", "stop", "exits"
+	name string // background name, check name
+	code string // shell code of run and background steps
+	exit int    // expected exit code of an exits step
+	line int    // line in README.md
+}
+
+var (
+	directiveRE = regexp.MustCompile(`^<!--\s*test:\s*(.*?)\s*-->$`)
+	fenceRE     = regexp.MustCompile("^```\\s*([A-Za-z0-9_+-]*)")
+)
+
+// parseReadme returns the steps of an example's README.md.
+func parseReadme(path string) ([]step, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(string(data), "\n")
+	var (
+		steps   []step
+		pending *step // a skip or background directive waiting for its block
+	)
+	for i := 0; i < len(lines); i++ {
+		line := strings.TrimSpace(lines[i])
+		if m := directiveRE.FindStringSubmatch(line); m != nil {
+			f := strings.Fields(m[1])
+			if len(f) == 0 {
+				return nil, fmt.Errorf("%s:%d: empty test directive", path, i+1)
+			}
+			if pending != nil {
+				return nil, fmt.Errorf("%s:%d: directive %q before the ```sh block of the one on line %d", path, i+1, m[1], pending.line)
+			}
+			s := step{kind: f[0], line: i + 1}
+			switch {
+			case f[0] == "skip" && len(f) == 1:
+				pending = &s
+			case f[0] == "background" && len(f) == 2:
+				s.name = f[1]
+				pending = &s
+			case (f[0] == "wait" || f[0] == "stop") && len(f) == 2:
+				s.name = f[1]
+				steps = append(steps, s)
+			case f[0] == "exits" && len(f) == 3:
+				s.name = f[1]
+				if s.exit, err = strconv.Atoi(f[2]); err != nil {
+					return nil, fmt.Errorf("%s:%d: exit code %q", path, i+1, f[2])
+				}
+				steps = append(steps, s)
+			default:
+				return nil, fmt.Errorf("%s:%d: unknown test directive %q", path, i+1, m[1])
+			}
+			continue
+		}
+		m := fenceRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		start := i
+		var code []string
+		for i++; i < len(lines) && !strings.HasPrefix(strings.TrimSpace(lines[i]), "```"); i++ {
+			code = append(code, lines[i])
+		}
+		if i == len(lines) {
+			return nil, fmt.Errorf("%s:%d: code block never closed", path, start+1)
+		}
+		if m[1] != "sh" {
+			if pending != nil {
+				return nil, fmt.Errorf("%s:%d: the directive on line %d needs a ```sh block, got ```%s", path, start+1, pending.line, m[1])
+			}
+			continue
+		}
+		s := step{kind: "run", line: start + 1}
+		if pending != nil {
+			s = *pending
+			pending = nil
+		}
+		s.code = strings.Join(code, "\n") + "\n"
+		if s.kind != "skip" {
+			steps = append(steps, s)
+		}
+	}
+	if pending != nil {
+		return nil, fmt.Errorf("%s:%d: directive without a ```sh block after it", path, pending.line)
+	}
+	return steps, nil
+}
+
+// check is an example's assertion at a wait step. It returns nil when the condition
+// holds; the runner retries it until it holds or the wait times out.
+type check func(ctx context.Context, r *runner) error
+
+// runner runs one example's README.
+type runner struct {
+	t    *testing.T
+	dir  string // the example's folder
+	url  string // DATABASE_URL
+	pool *pgxpool.Pool
+	env  []string
+
+	mu      sync.Mutex
+	outputs []string             // output of each run step, in order
+	bg      map[string]*bgProc   // background processes by name
+	checks  map[string]check     // the example's checks
+	used    map[string]bool      // checks the README used
+	rewrite func(string) string  // optional rewrite of the commands (prebuilt binaries)
+	ran     map[string]time.Time // start time per background name
+	ended   map[string]string    // logs of background commands that ended
+	exitsOK map[string]bool      // background commands a later exits step expects to end
+}
+
+type bgProc struct {
+	name    string
+	code    string
+	cmd     *exec.Cmd
+	log     *lockedFile
+	done    chan struct{}
+	err     error
+	stopped bool
+}
+
+// lockedFile collects a process's output.
+type lockedFile struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedFile) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedFile) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// runExample runs the README of examples/<name> against a fresh database, with the
+// given checks, and returns the runner for final assertions.
+func runExample(t *testing.T, name string, checks map[string]check) *runner {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the example's programs; skipped with -short")
+	}
+	dir, err := filepath.Abs(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps, err := parseReadme(filepath.Join(dir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := pgtest.NewEmptyDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	r := &runner{t: t, dir: dir, url: url, pool: pool, env: exampleEnv(t, url),
+		bg: map[string]*bgProc{}, checks: checks, used: map[string]bool{}, ran: map[string]time.Time{}}
+	t.Cleanup(r.killAll)
+	r.run(steps)
+	for name := range checks {
+		if !r.used[name] {
+			t.Errorf("README.md never uses the check %q", name)
+		}
+	}
+	return r
+}
+
+// exampleEnv is the environment of the README's commands: this process's, without
+// esgen's settings, with DATABASE_URL and psql on PATH.
+func exampleEnv(t *testing.T, url string) []string {
+	psql, err := pgtest.Bin("psql")
+	if err != nil {
+		t.Fatalf("the examples need psql: %v", err)
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "DATABASE_URL", "PARTITION_KEY", "TOTAL_PARTITIONS", "LOG_LEVEL", "LOG_FORMAT", "BATCH_SIZE",
+			"POLL_INTERVAL", "NO_NOTIFY", "MAX_RETRIES", "RESCALE", "PATH":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "DATABASE_URL="+url, "PATH="+filepath.Dir(psql)+string(os.PathListSeparator)+os.Getenv("PATH"))
+}
+
+func (r *runner) run(steps []step) {
+	t := r.t
+	r.exitsOK = map[string]bool{}
+	for _, s := range steps {
+		if s.kind == "exits" {
+			r.exitsOK[s.name] = true
+		}
+	}
+	for _, s := range steps {
+		if t.Failed() {
+			return
+		}
+		code := s.code
+		if r.rewrite != nil {
+			code = r.rewrite(code)
+		}
+		switch s.kind {
+		case "run":
+			start := time.Now()
+			out, err := r.shell(code)
+			t.Logf("README.md:%d: ran in %s:\n%s%s", s.line, time.Since(start).Round(time.Millisecond), indent(code), indent(out))
+			if err != nil {
+				t.Fatalf("README.md:%d: %v\n%s", s.line, err, r.bgLogs())
+			}
+			r.mu.Lock()
+			r.outputs = append(r.outputs, out)
+			r.mu.Unlock()
+		case "background":
+			r.start(s, code)
+		case "wait":
+			r.wait(s)
+		case "stop":
+			r.stop(s.line, s.name)
+		case "exits":
+			r.exits(s)
+		}
+	}
+	// What still runs gets Ctrl+C / SIGTERM, like a reader closing the terminals.
+	for _, name := range r.running() {
+		r.stop(0, name)
+	}
+}
+
+// shell runs code with bash in the example's folder, with -e: the first failing
+// command fails the step.
+func (r *runner) shell(code string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-e", "-o", "pipefail", "-c", code)
+	cmd.Dir, cmd.Env = r.dir, r.env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+var singleCommandRE = regexp.MustCompile(`^(?:[A-Z_]+=\S*\s+)*[./a-z]`)
+
+func (r *runner) start(s step, code string) {
+	t := r.t
+	if _, dup := r.bg[s.name]; dup {
+		t.Fatalf("README.md:%d: background %q started twice", s.line, s.name)
+	}
+	body := strings.TrimSpace(stripComments(code))
+	if !strings.Contains(body, "\n") && singleCommandRE.MatchString(body) {
+		// One command: exec it, so that the signal reaches it and its exit code is
+		// the step's, as in a terminal.
+		body = execPrefix(body)
+	}
+	cmd := exec.Command("bash", "-e", "-c", body)
+	cmd.Dir, cmd.Env = r.dir, r.env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p := &bgProc{name: s.name, code: body, cmd: cmd, log: &lockedFile{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("README.md:%d: start %s: %v", s.line, s.name, err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	r.mu.Lock()
+	r.bg[s.name] = p
+	r.ran[s.name] = time.Now()
+	r.mu.Unlock()
+	t.Logf("README.md:%d: started %s in the background: %s", s.line, s.name, body)
+}
+
+// execPrefix puts exec after the leading VAR=value assignments of a command.
+func execPrefix(cmd string) string {
+	f := strings.Fields(cmd)
+	i := 0
+	for i < len(f) && regexp.MustCompile(`^[A-Z_]+=`).MatchString(f[i]) {
+		i++
+	}
+	return strings.Join(append(append(f[:i:i], "exec"), f[i:]...), " ")
+}
+
+func stripComments(code string) string {
+	var keep []string
+	for _, l := range strings.Split(code, "\n") {
+		if t := strings.TrimSpace(l); t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	return strings.Join(keep, "\n")
+}
+
+func (r *runner) wait(s step) {
+	t := r.t
+	c, ok := r.checks[s.name]
+	if !ok {
+		t.Fatalf("README.md:%d: no check %q in the example's test", s.line, s.name)
+	}
+	r.used[s.name] = true
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	for {
+		err := c(ctx, r)
+		if err == nil {
+			t.Logf("README.md:%d: %s holds after %s", s.line, s.name, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		var fatal fatalError
+		if errors.As(err, &fatal) {
+			t.Fatalf("README.md:%d: %s: %v\n%s", s.line, s.name, err, r.bgLogs())
+		}
+		// A background process that died fails the wait at once.
+		for _, p := range r.procs() {
+			select {
+			case <-p.done:
+				if !p.stopped && p.err != nil && !r.exitsOK[p.name] {
+					t.Fatalf("README.md:%d: while waiting for %s, %s ended: %v\n%s", s.line, s.name, p.name, p.err, r.bgLogs())
+				}
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("README.md:%d: %s does not hold after %s: %v\n%s", s.line, s.name, time.Since(start).Round(time.Millisecond), err, r.bgLogs())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// fatalError makes a check fail at once instead of being retried.
+type fatalError struct{ error }
+
+func fatalf(format string, args ...any) error { return fatalError{fmt.Errorf(format, args...)} }
+
+func (r *runner) stop(line int, name string) {
+	t := r.t
+	r.mu.Lock()
+	p := r.bg[name]
+	r.mu.Unlock()
+	if p == nil {
+		t.Fatalf("README.md:%d: stop %s: no such background command", line, name)
+	}
+	p.stopped = true
+	sig := "SIGTERM"
+	if strings.Contains(p.code, "go run") {
+		// Ctrl+C in a terminal: SIGINT for the whole process group. go run passes it
+		// on to the program by letting it through, and exits with its code.
+		sig = "Ctrl+C"
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGINT)
+	} else {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(45 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+		t.Fatalf("README.md:%d: %s did not stop within 45s of %s\n%s", line, name, sig, p.log.String())
+	}
+	if p.err != nil && !(sig == "Ctrl+C" && goRunInterrupted(p)) {
+		t.Fatalf("README.md:%d: %s after %s: %v\n%s", line, name, sig, p.err, p.log.String())
+	}
+	r.mu.Lock()
+	delete(r.bg, name)
+	r.mu.Unlock()
+	r.keepLog(p)
+	t.Logf("README.md:%d: %s stopped with %s after %s; exit 0", line, name, sig, time.Since(r.ran[name]).Round(time.Millisecond))
+}
+
+func (r *runner) exits(s step) {
+	t := r.t
+	r.mu.Lock()
+	p := r.bg[s.name]
+	if p != nil {
+		p.stopped = true
+	}
+	r.mu.Unlock()
+	if p == nil {
+		t.Fatalf("README.md:%d: exits %s: no such background command", s.line, s.name)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(45 * time.Second):
+		t.Fatalf("README.md:%d: %s still runs 45s later; expected it to exit with %d\n%s", s.line, s.name, s.exit, p.log.String())
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != s.exit {
+		t.Fatalf("README.md:%d: %s exited with %d, want %d\n%s", s.line, s.name, code, s.exit, p.log.String())
+	}
+	r.mu.Lock()
+	delete(r.bg, s.name)
+	r.mu.Unlock()
+	r.keepLog(p)
+	t.Logf("README.md:%d: %s exited by itself with %d", s.line, s.name, s.exit)
+}
+
+// goRunInterrupted reports whether p, a go run stopped with Ctrl+C, ended as a program
+// that exited 0: go run itself then exits 1 (it was interrupted), but prints no
+// "exit status N" line, which it does when the program fails.
+func goRunInterrupted(p *bgProc) bool {
+	return p.cmd.ProcessState.ExitCode() == 1 && !regexp.MustCompile(`(?m)^exit status \d+$`).MatchString(p.log.String())
+}
+
+// finished holds the logs of background processes that ended.
+var finishedMu sync.Mutex
+
+func (r *runner) keepLog(p *bgProc) {
+	finishedMu.Lock()
+	defer finishedMu.Unlock()
+	if r.ended == nil {
+		r.ended = map[string]string{}
+	}
+	r.ended[p.name] = p.log.String()
+}
+
+func (r *runner) procs() []*bgProc {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ps []*bgProc
+	for _, p := range r.bg {
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+func (r *runner) running() []string {
+	var names []string
+	for _, p := range r.procs() {
+		names = append(names, p.name)
+	}
+	return names
+}
+
+// logOf returns the output of a background command, running or ended.
+func (r *runner) logOf(name string) string {
+	r.mu.Lock()
+	p := r.bg[name]
+	r.mu.Unlock()
+	if p != nil {
+		return p.log.String()
+	}
+	finishedMu.Lock()
+	defer finishedMu.Unlock()
+	return r.ended[name]
+}
+
+// lastOutput is the output of the last run step.
+func (r *runner) lastOutput() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.outputs) == 0 {
+		return ""
+	}
+	return r.outputs[len(r.outputs)-1]
+}
+
+func (r *runner) bgLogs() string {
+	var b strings.Builder
+	for _, p := range r.procs() {
+		fmt.Fprintf(&b, "--- %s (%s):\n%s", p.name, p.code, lastLines(p.log.String(), 40))
+	}
+	return b.String()
+}
+
+func (r *runner) killAll() {
+	for _, p := range r.procs() {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.SplitAfter(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "")
+}
+
+func indent(s string) string {
+	var b strings.Builder
+	sc := bufio.NewScanner(strings.NewReader(s))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		b.WriteString("    " + sc.Text() + "\n")
+	}
+	return b.String()
+}
+
+// count runs a query returning one integer.
+func (r *runner) count(ctx context.Context, query string, args ...any) (int64, error) {
+	var n int64
+	err := r.pool.QueryRow(ctx, query, args...).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return n, err
+}
