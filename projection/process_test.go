@@ -207,4 +207,3 @@ func TestPoisonEventStopsOnlyItsPartition(t *testing.T) {
 	}
 	checkReadModel(t, pool)
 }
-
