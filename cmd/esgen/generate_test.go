@@ -59,6 +59,32 @@ func TestGenerateCommand(t *testing.T) {
 	}
 }
 
+func TestGenerateCommandWarnsAboutDroppedHandlers(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := runCmd(t, initCmd, "-C", dir, "-module", "example.com/bank"); err != nil {
+		t.Fatalf("init: %v", err)
+	}
+	if _, _, err := runCmd(t, generateCmd, "-C", dir); err != nil {
+		t.Fatalf("generate: %v", err)
+	}
+	spec := readFile(t, filepath.Join(dir, "esgen.yaml"))
+	trimmed := strings.Replace(spec, ", Account.MoneyWithdrawn]", "]", 1)
+	if trimmed == spec {
+		t.Fatal("the starter spec no longer lists Account.MoneyWithdrawn last")
+	}
+	writeFile(t, filepath.Join(dir, "esgen.yaml"), trimmed)
+	stdout, stderr, err := runCmd(t, generateCmd, "-C", dir)
+	if err != nil {
+		t.Fatalf("generate: %v", err)
+	}
+	if !strings.Contains(stdout, "updated   generated/projections/balances/projection.go\n") || !strings.Contains(stdout, "kept      projections/balances/handlers.go\n") {
+		t.Errorf("stdout:\n%s", stdout)
+	}
+	if !strings.HasPrefix(stderr, "warning: projections/balances/handlers.go: method Handlers.OnMoneyWithdrawn ") {
+		t.Errorf("stderr = %q, want a warning naming the file and OnMoneyWithdrawn", stderr)
+	}
+}
+
 func TestGenerateCommandReportsEveryMistake(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "go.mod"), "module example.com/bad\n")
