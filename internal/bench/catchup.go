@@ -1,0 +1,389 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/projection"
+)
+
+// Handlers of the catch-up scenarios.
+const (
+	handlerNoop   = "no-op"
+	handlerUpsert = "upsert"
+)
+
+// catchUpPartitions is the partition count of the partitioned scenarios.
+const catchUpPartitions = 4
+
+// Layouts of the catch-up scenarios.
+const (
+	layoutOne       = "1 worker"
+	layoutInProcess = "4 partitions, 1 process"
+	layoutProcesses = "4 processes"
+	layoutBigBatch  = "1 worker, batch 1000"
+)
+
+// bigBatch is the batch size of the scenario that shows what the batch size costs.
+const bigBatch = 1000
+
+const rawReadName = "raw streaming SELECT, same rows and order"
+
+// readModelDDL is the read model the upsert handler keeps: one balance row per account.
+const readModelDDL = `CREATE TABLE IF NOT EXISTS bench_balances (
+    account_id   text   PRIMARY KEY,
+    balance      bigint NOT NULL,
+    events       bigint NOT NULL,
+    last_version bigint NOT NULL
+)`
+
+// upsertBalance applies one event to the read model in the batch's transaction.
+func upsertBalance(ctx context.Context, tx pgx.Tx, ev *eventstore.Event) error {
+	var body struct {
+		Amount int64 `json:"amount"`
+	}
+	if err := json.Unmarshal(ev.Payload, &body); err != nil {
+		return fmt.Errorf("payload of %s: %w", ev.EventID, err)
+	}
+	amount := body.Amount
+	if ev.Type == "MoneyWithdrawn" {
+		amount = -amount
+	} else if ev.Type != "MoneyDeposited" {
+		amount = 0
+	}
+	_, err := tx.Exec(ctx, `
+INSERT INTO bench_balances (account_id, balance, events, last_version) VALUES ($1, $2, 1, $3)
+ON CONFLICT (account_id) DO UPDATE
+SET balance = bench_balances.balance + excluded.balance, events = bench_balances.events + 1,
+    last_version = excluded.last_version`, ev.AggregateID, amount, ev.AggregateVersion)
+	return err
+}
+
+func noop(context.Context, pgx.Tx, *eventstore.Event) error { return nil }
+
+// countingHandler counts the events handled and calls done once when the count
+// reaches target.
+func countingHandler(kind string, target int64, done func()) (projection.Handler, *atomic.Int64) {
+	var n atomic.Int64
+	inner := noop
+	if kind == handlerUpsert {
+		inner = upsertBalance
+	}
+	return projection.HandlerFunc(func(ctx context.Context, tx pgx.Tx, ev *eventstore.Event) error {
+		if err := inner(ctx, tx, ev); err != nil {
+			return err
+		}
+		if n.Add(1) == target {
+			done()
+		}
+		return nil
+	}), &n
+}
+
+// catchUpSpec is one catch-up run: a projection reading the stream from the start
+// until it has handled Target events.
+type catchUpSpec struct {
+	Database   string `json:"database"`
+	Projection string `json:"projection"`
+	Handler    string `json:"handler"`
+	Partitions []int  `json:"partitions"`
+	Total      int    `json:"total"`
+	Target     int64  `json:"target"`
+	BatchSize  int    `json:"batch_size,omitempty"`
+}
+
+// catchUp runs spec in this process on pool and returns the events handled and the time
+// from start until projection.Run returned.
+func catchUp(ctx context.Context, pool *pgxpool.Pool, spec catchUpSpec) (int64, time.Duration, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	h, n := countingHandler(spec.Handler, spec.Target, cancel)
+	p := projection.Projection{Name: spec.Projection, Handler: h, Partitioned: spec.Total > 1}
+	cfg := projection.Config{
+		Partitions: spec.Partitions, TotalPartitions: spec.Total, BatchSize: spec.BatchSize,
+		DisableNotify: true, // nothing is appended meanwhile
+		Logger:        slog.New(slog.DiscardHandler),
+	}
+	start := time.Now()
+	err := projection.Run(ctx, pool, p, cfg)
+	elapsed := time.Since(start)
+	if err != nil {
+		return n.Load(), elapsed, err
+	}
+	if got := n.Load(); got < spec.Target {
+		return got, elapsed, fmt.Errorf("projection %s stopped after %d of %d events: %w", spec.Projection, got, spec.Target, context.Cause(ctx))
+	}
+	return n.Load(), elapsed, nil
+}
+
+func (r *runner) catchUpGroup(ctx context.Context) error {
+	pool, url, done, err := r.database(ctx, GroupCatchUp, 8)
+	if err != nil {
+		return err
+	}
+	defer done()
+	start := time.Now()
+	n, err := loadStream(ctx, pool, r.cfg.CatchUpEvents)
+	if err != nil {
+		return err
+	}
+	r.note("catch-up stream: %d events over %d aggregates, loaded in %.1f s by INSERT … SELECT (and vacuumed)",
+		n, n/eventsPerAggregate, time.Since(start).Seconds())
+	if _, err := pool.Exec(ctx, readModelDDL); err != nil {
+		return err
+	}
+	perPartition, err := partitionCounts(ctx, pool, catchUpPartitions)
+	if err != nil {
+		return err
+	}
+
+	// Reads are counted from pg_stat_user_tables, which a backend updates at the latest
+	// when it ends: close the connections that loaded and counted, and measure through a
+	// pool of its own that never reads esgen_events itself.
+	pool.Close()
+	pool, err = newPool(ctx, url, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	raw, err := r.rawRead(ctx, pool, url)
+	if err != nil {
+		return fmt.Errorf("raw read: %w", err)
+	}
+	r.add(raw)
+
+	// The upsert handler costs a round trip per event; it runs over the first tenth of
+	// the stream so that default sizes stay within minutes.
+	upsertTarget := int64(max(n/10, 1000))
+	for _, handler := range []string{handlerNoop, handlerUpsert} {
+		target := int64(n)
+		if handler == handlerUpsert {
+			target = upsertTarget
+		}
+		layouts := []string{layoutOne, layoutInProcess, layoutProcesses}
+		if handler == handlerNoop {
+			layouts = append(layouts, layoutBigBatch)
+		}
+		for _, layout := range layouts {
+			name := fmt.Sprintf("%s handler, %s", handler, layout)
+			if handler == handlerUpsert {
+				if _, err := pool.Exec(ctx, `TRUNCATE bench_balances`); err != nil {
+					return err
+				}
+			}
+			spec := catchUpSpec{Database: url, Projection: fmt.Sprintf("bench_%d", len(r.report.Results)), Handler: handler, Target: target}
+			var res Result
+			switch layout {
+			case layoutOne:
+				spec.Partitions, spec.Total = []int{0}, 1
+				res, err = r.inProcess(ctx, pool, url, spec)
+			case layoutBigBatch:
+				spec.Partitions, spec.Total, spec.BatchSize = []int{0}, 1, bigBatch
+				res, err = r.inProcess(ctx, pool, url, spec)
+			case layoutInProcess:
+				spec.Partitions, spec.Total = []int{0, 1, 2, 3}, catchUpPartitions
+				res, err = r.inProcess(ctx, pool, url, spec)
+			case layoutProcesses:
+				res, err = r.processes(ctx, pool, spec, perPartition, int64(n))
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			res.Name, res.RawName = name, rawReadName
+			if handler == handlerUpsert {
+				res.Note = fmt.Sprintf("first %d events of the stream", target)
+			}
+			r.add(res)
+		}
+	}
+	return r.explainBatch(ctx, pool)
+}
+
+// partitionCounts returns the number of events in each partition of total.
+func partitionCounts(ctx context.Context, pool *pgxpool.Pool, total int) ([]int64, error) {
+	out := make([]int64, total)
+	rows, err := pool.Query(ctx, `SELECT (partition_hash % $1)::integer, count(*) FROM esgen_events GROUP BY 1`, total)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k int
+		var c int64
+		if err := rows.Scan(&k, &c); err != nil {
+			return nil, err
+		}
+		out[k] = c
+	}
+	return out, rows.Err()
+}
+
+// tableReads returns the heap rows read from esgen_events so far (index fetches plus
+// sequential reads) once the counters have settled: backends report their counts when
+// they end, shortly after their connection closes.
+func tableReads(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	var last int64 = -1
+	for range 30 {
+		var v int64
+		if err := pool.QueryRow(ctx, `SELECT pg_stat_clear_snapshot()`).Scan(new(any)); err != nil {
+			return 0, err
+		}
+		if err := pool.QueryRow(ctx, `SELECT coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname = 'esgen_events'`).Scan(&v); err != nil {
+			return 0, err
+		}
+		if v == last {
+			return v, nil
+		}
+		last = v
+		time.Sleep(100 * time.Millisecond)
+	}
+	return last, nil
+}
+
+// rawRead streams every event in commit-safe order over one connection and decodes each
+// row into the same Go types the event store uses: the limit of any reader.
+func (r *runner) rawRead(ctx context.Context, pool *pgxpool.Pool, url string) (Result, error) {
+	before, err := tableReads(ctx, pool)
+	if err != nil {
+		return Result{}, err
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return Result{}, err
+	}
+	stopMem := peakHeap()
+	start := time.Now()
+	rows, err := conn.Query(ctx, `
+SELECT global_position, transaction_id, event_id, aggregate_type, aggregate_id, aggregate_version,
+       event_type, event_version, partition_hash, payload, metadata, correlation_id, causation_id, created_at
+FROM esgen_events
+WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY transaction_id, global_position`)
+	if err != nil {
+		conn.Close(ctx)
+		stopMem()
+		return Result{}, err
+	}
+	var count int64
+	var e struct {
+		pos, ver, hash      int64
+		tx                  pgtype.Uint64
+		id, corr, caus      pgtype.UUID
+		aggType, aggID, typ string
+		evVer               int32
+		payload, meta       []byte
+		created             pgtype.Timestamptz
+	}
+	for rows.Next() {
+		if err := rows.Scan(&e.pos, &e.tx, &e.id, &e.aggType, &e.aggID, &e.ver, &e.typ, &e.evVer, &e.hash,
+			&e.payload, &e.meta, &e.corr, &e.caus, &e.created); err != nil {
+			rows.Close()
+			conn.Close(ctx)
+			stopMem()
+			return Result{}, err
+		}
+		count++
+	}
+	rows.Close()
+	elapsed := time.Since(start)
+	peak := stopMem()
+	err = rows.Err()
+	conn.Close(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	after, err := tableReads(ctx, pool)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Group: GroupCatchUp, Name: rawReadName, Raw: true, Events: count, Seconds: elapsed.Seconds(),
+		EventsPerSec: float64(count) / elapsed.Seconds(), RowsScanned: after - before, RowsReturned: count, PeakMemBytes: peak}, nil
+}
+
+// inProcess runs spec in this process on a pool of its own.
+func (r *runner) inProcess(ctx context.Context, statsPool *pgxpool.Pool, url string, spec catchUpSpec) (Result, error) {
+	before, err := tableReads(ctx, statsPool)
+	if err != nil {
+		return Result{}, err
+	}
+	pool, err := newPool(ctx, url, int32(len(spec.Partitions)+2))
+	if err != nil {
+		return Result{}, err
+	}
+	stopMem := peakHeap()
+	handled, elapsed, err := catchUp(ctx, pool, spec)
+	peak := stopMem()
+	pool.Close()
+	if err != nil {
+		return Result{}, err
+	}
+	after, err := tableReads(ctx, statsPool)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Group: GroupCatchUp, Events: handled, Seconds: elapsed.Seconds(), EventsPerSec: float64(handled) / elapsed.Seconds(),
+		RowsScanned: after - before, RowsReturned: handled, PeakMemBytes: peak}, nil
+}
+
+// explainBatch notes what one batch query of partition 0 of 4 reads: the partition
+// filter runs on rows that the commit-order index returns.
+func (r *runner) explainBatch(ctx context.Context, pool *pgxpool.Pool) error {
+	var plan []byte
+	err := pool.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
+SELECT e.global_position, e.transaction_id, e.event_id, e.aggregate_type, e.aggregate_id, e.aggregate_version,
+       e.event_type, e.event_version, e.partition_hash, e.payload, e.metadata, e.correlation_id, e.causation_id, e.created_at
+FROM esgen_events e
+WHERE (e.transaction_id, e.global_position) > ('0'::xid8, 0::bigint)
+  AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND ($1::integer <= 1 OR e.partition_hash % $1::integer = $2::integer)
+ORDER BY e.transaction_id, e.global_position
+LIMIT $3::integer`, catchUpPartitions, 0, projection.DefaultBatchSize).Scan(&plan)
+	if err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	var doc []struct {
+		Plan planNode `json:"Plan"`
+	}
+	if err := json.Unmarshal(plan, &doc); err != nil || len(doc) == 0 {
+		return fmt.Errorf("explain: %v", err)
+	}
+	scan := doc[0].Plan.find(func(p *planNode) bool { return p.RelationName == "esgen_events" })
+	if scan == nil {
+		return nil
+	}
+	r.note("one batch of partition 0/%d (LIMIT %d): %s on esgen_events returned %d rows and removed %d by the partition filter (%d buffers hit, %d read)",
+		catchUpPartitions, projection.DefaultBatchSize, scan.NodeType, scan.ActualRows, scan.RowsRemovedByFilter, scan.SharedHitBlocks, scan.SharedReadBlocks)
+	return nil
+}
+
+type planNode struct {
+	NodeType            string     `json:"Node Type"`
+	RelationName        string     `json:"Relation Name"`
+	ActualRows          int64      `json:"Actual Rows"`
+	RowsRemovedByFilter int64      `json:"Rows Removed by Filter"`
+	SharedHitBlocks     int64      `json:"Shared Hit Blocks"`
+	SharedReadBlocks    int64      `json:"Shared Read Blocks"`
+	Plans               []planNode `json:"Plans"`
+}
+
+func (p *planNode) find(f func(*planNode) bool) *planNode {
+	if f(p) {
+		return p
+	}
+	for i := range p.Plans {
+		if q := p.Plans[i].find(f); q != nil {
+			return q
+		}
+	}
+	return nil
+}
