@@ -59,11 +59,10 @@ func TestBasic(t *testing.T) {
 		return
 	}
 	log := r.logOf("projector")
-	for _, want := range []string{"partition started", "partition=0", "total_partitions=1",
-		"partition stopped", "events_processed=130", "projector stopped"} {
-		if !strings.Contains(log, want) {
-			t.Errorf("the projector's log lacks %q:\n%s", want, log)
-		}
+	if len(findLogs(log, "partition started", "projection", "balances", "partition", "0", "total_partitions", "1")) != 1 ||
+		len(findLogs(log, "partition stopped", "partition", "0", "events_processed", "130")) != 1 ||
+		len(findLogs(log, "projector stopped")) != 1 {
+		t.Errorf("the projector's log does not show partition 0 of 1 starting, then stopping after 130 events:\n%s", log)
 	}
 	// The README's go generate changed no file.
 	after := treeHashes(t, "basic")

@@ -551,3 +551,56 @@ func (r *runner) count(ctx context.Context, query string, args ...any) (int64, e
 	}
 	return n, err
 }
+
+// logRecords parses the text log lines of slog (key=value or key="quoted value") in
+// out; other lines are ignored.
+func logRecords(out string) []map[string]string {
+	var recs []map[string]string
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "time=") {
+			continue
+		}
+		rec := map[string]string{}
+		for s := line; s != ""; {
+			s = strings.TrimLeft(s, " ")
+			k, rest, ok := strings.Cut(s, "=")
+			if !ok {
+				break
+			}
+			var v string
+			if strings.HasPrefix(rest, `"`) {
+				q, err := strconv.QuotedPrefix(rest)
+				if err != nil {
+					break
+				}
+				v, _ = strconv.Unquote(q)
+				rest = rest[len(q):]
+			} else {
+				v, rest, _ = strings.Cut(rest, " ")
+			}
+			rec[k] = v
+			s = rest
+		}
+		recs = append(recs, rec)
+	}
+	return recs
+}
+
+// findLogs returns the records with message msg whose attributes include want
+// (given as key, value pairs).
+func findLogs(out, msg string, want ...string) []map[string]string {
+	var found []map[string]string
+next:
+	for _, rec := range logRecords(out) {
+		if rec["msg"] != msg {
+			continue
+		}
+		for i := 0; i+1 < len(want); i += 2 {
+			if rec[want[i]] != want[i+1] {
+				continue next
+			}
+		}
+		found = append(found, rec)
+	}
+	return found
+}
