@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/esgen-dev/esgen/projection"
+)
+
+func init() {
+	register("reset", "rebuild a projection from the start (--yes to confirm)", runReset)
+}
+
+func runReset(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("reset", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: esgen reset <projection> --yes [--database=URL]")
+		fmt.Fprintln(stderr, "\nDeletes the projection's checkpoints and partition layout, so that its next start")
+		fmt.Fprintln(stderr, "handles every event again. Stop its workers first and clear its read model (see")
+		fmt.Fprintln(stderr, "docs/projections.md); esgen does not know the read model's tables.")
+		fs.PrintDefaults()
+	}
+	db := databaseFlag(fs)
+	yes := fs.Bool("yes", false, "confirm: delete the checkpoints")
+	// The projection name may come before or after the flags.
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var names []string
+	for fs.NArg() > 0 {
+		names = append(names, fs.Arg(0))
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return err
+		}
+	}
+	if len(names) != 1 {
+		return usageError{errors.New("name exactly one projection: esgen reset <projection> --yes")}
+	}
+	name := names[0]
+	if !*yes {
+		return usageError{fmt.Errorf("refusing without --yes: this deletes the checkpoints of projection %s, and its next start handles every event again. Stop its workers, clear its read model, then run: esgen reset %s --yes", name, name)}
+	}
+	if err := needDatabase(*db); err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, *db)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := projection.Reset(ctx, conn, name); err != nil {
+		if errors.Is(err, projection.ErrNotFound) {
+			return fmt.Errorf("no projection %q: nothing to reset", name)
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "esgen reset: deleted the checkpoints of projection %s; clear its read model (if not done yet), then start its workers to rebuild it\n", name)
+	return nil
+}

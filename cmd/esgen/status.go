@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/esgen-dev/esgen/projection"
+)
+
+func init() {
+	register("status", "checkpoints, stream head and lag per projection partition", runStatus)
+}
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: esgen status [--json] [--database=URL] [projection]")
+		fmt.Fprintln(stderr, "\nShows, per projection: its partition count and generation, any change of the count")
+		fmt.Fprintln(stderr, "still being carried over, and per partition the checkpoint, events handled, lag in")
+		fmt.Fprintln(stderr, "events behind the stream head, and when the checkpoint last moved.")
+		fs.PrintDefaults()
+	}
+	db := databaseFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	name := ""
+	switch rest := fs.Args(); len(rest) {
+	case 0:
+	case 1:
+		name = rest[0]
+	default:
+		return usageError{fmt.Errorf("unexpected arguments %q: name at most one projection", rest[1:])}
+	}
+	if err := needDatabase(*db); err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, *db)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	var all []projection.ProjectionStatus
+	if name != "" {
+		st, err := projection.Status(ctx, conn, name)
+		if errors.Is(err, projection.ErrNotFound) {
+			return fmt.Errorf("no projection %q: it appears once its first worker has started", name)
+		}
+		if err != nil {
+			return err
+		}
+		all = []projection.ProjectionStatus{st}
+	} else if all, err = projection.StatusAll(ctx, conn); err != nil {
+		return err
+	}
+	if *asJSON {
+		if all == nil {
+			all = []projection.ProjectionStatus{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"projections": all})
+	}
+	if len(all) == 0 {
+		fmt.Fprintln(stdout, "no projections yet: a projection appears once its first worker has started")
+		return nil
+	}
+	now := time.Now()
+	for i, st := range all {
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		printStatus(stdout, st, now)
+	}
+	return nil
+}
+
+func printStatus(w io.Writer, st projection.ProjectionStatus, now time.Time) {
+	counts := make([]string, len(st.CountsUsed))
+	for i, c := range st.CountsUsed {
+		counts[i] = fmt.Sprint(c)
+	}
+	fmt.Fprintf(w, "projection %s: %d partition(s), generation %d (counts used: %s), stream head %d, lag %d\n",
+		st.Name, st.PartitionCount, st.Generation, strings.Join(counts, " → "), st.Head, st.Lag)
+	if st.Rescaling() {
+		fmt.Fprintf(w, "  changing the partition count from %d to %d since %s: %d checkpoint(s) of earlier layouts still carried over\n",
+			st.PreviousCount, st.PartitionCount, ago(st.ChangedAt, now), len(st.Retired))
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PARTITION\tCHECKPOINT\tHANDLED\tLAG\tLAST MOVED\t")
+	row := func(p projection.PartitionStatus, lag string) {
+		fmt.Fprintf(tw, "  %d/%d\t%d (tx %d)\t%d\t%s\t%s\t\n", p.Key, p.Count, p.Checkpoint.GlobalPosition, p.Checkpoint.TransactionID,
+			p.EventsHandled, lag, ago(p.LastMoved, now))
+	}
+	for _, p := range st.Partitions {
+		row(p, fmt.Sprint(p.Lag))
+	}
+	for _, p := range st.Retired {
+		row(p, fmt.Sprintf("retired (generation %d)", p.Generation))
+	}
+	tw.Flush()
+}
+
+func ago(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	if d < 0 {
+		d = 0
+	}
+	return fmt.Sprintf("%s (%s ago)", t.UTC().Format(time.RFC3339), d.Round(time.Second))
+}
