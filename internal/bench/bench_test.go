@@ -66,7 +66,7 @@ func checkReport(t *testing.T, rep *bench.Report) {
 		}
 		if r.RawName != "" {
 			raw, ok := rep.Result(r.Group, r.RawName)
-			if !ok || !raw.Raw {
+			if !ok || !(raw.Raw || raw.Baseline) {
 				t.Errorf("%s: raw row %q missing", r.Name, r.RawName)
 			}
 			if r.Ratio <= 0 {

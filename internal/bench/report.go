@@ -45,7 +45,9 @@ type Result struct {
 	Group string `json:"group"`
 	Name  string `json:"name"`
 	// Raw marks a raw-limit row: PostgreSQL without esgen.
-	Raw          bool    `json:"raw,omitempty"`
+	Raw bool `json:"raw,omitempty"`
+	// Baseline marks a row that others compare with but that is esgen too.
+	Baseline     bool    `json:"baseline,omitempty"`
 	Events       int64   `json:"events"`
 	Seconds      float64 `json:"seconds"`
 	EventsPerSec float64 `json:"events_per_sec"`
@@ -68,7 +70,7 @@ type Result struct {
 func (rep *Report) finish() {
 	rates := map[string]float64{}
 	for _, r := range rep.Results {
-		if r.Raw {
+		if r.Raw || r.Baseline {
 			rates[r.Name] = r.EventsPerSec
 		}
 	}
@@ -114,6 +116,8 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		switch {
 		case r.Raw:
 			ratio = "raw"
+		case r.Baseline:
+			ratio = "base"
 		case r.Ratio > 0:
 			ratio = fmt.Sprintf("%.0f%%", 100*r.Ratio)
 		}
