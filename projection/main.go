@@ -97,6 +97,10 @@ func runMain(ctx context.Context, p Projection, args []string, lookupEnv func(st
 func parseSettings(p Projection, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (settings, error) {
 	fs := flag.NewFlagSet(p.Name+"-projector", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s-projector [flags]\n\nRuns projection %s. Each flag has an environment variable; flags win over the environment.\n\n", p.Name, p.Name)
+		fs.PrintDefaults()
+	}
 	fs.String("database", "", "PostgreSQL connection URL (env DATABASE_URL)")
 	fs.String("partition-key", "", "partition key(s) to run: 0, a list 0,2, or all (env PARTITION_KEY; default 0)")
 	fs.String("total-partitions", "", "partition count (env TOTAL_PARTITIONS; default 1)")

@@ -1,0 +1,101 @@
+package projection
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/esgen-dev/esgen/eventstore"
+)
+
+func TestParseSettings(t *testing.T) {
+	t.Parallel()
+	h := HandlerFunc(func(context.Context, pgx.Tx, *eventstore.Event) error { return nil })
+	part := Projection{Name: "p", Partitioned: true, Handler: h}
+	single := Projection{Name: "s", Handler: h}
+	db := "DATABASE_URL=postgres://x@localhost/db"
+	cases := []struct {
+		p    Projection
+		args []string
+		env  []string
+		want string // error substring; "" for success
+		keys []int
+		tot  int
+	}{
+		{part, nil, []string{db}, "", []int{0}, 1},
+		{part, nil, []string{db, "PARTITION_KEY=2", "TOTAL_PARTITIONS=4"}, "", []int{2}, 4},
+		{part, []string{"--partition-key=0,1", "--total-partitions=4"}, []string{db, "PARTITION_KEY=3"}, "", []int{0, 1}, 4},
+		{part, []string{"--partition-key=all"}, []string{db, "TOTAL_PARTITIONS=3"}, "", nil, 3},
+		{part, nil, []string{db, "PARTITION_KEY=5", "TOTAL_PARTITIONS=4"}, "PARTITION_KEY=5 is out of range: with 4 partitions the key must be 0..3", nil, 0},
+		{part, []string{"--partition-key=4", "--total-partitions=4"}, []string{db}, "--partition-key=4 is out of range: with 4 partitions the key must be 0..3", nil, 0},
+		{part, nil, []string{db, "PARTITION_KEY=1"}, "PARTITION_KEY=1 is out of range: with 1 partition the only key is 0", nil, 0},
+		{part, nil, []string{db, "TOTAL_PARTITIONS=4"}, "PARTITION_KEY is not set: with TOTAL_PARTITIONS=4 set it to 0..3", nil, 0},
+		{part, nil, []string{db, "TOTAL_PARTITIONS=0"}, "TOTAL_PARTITIONS=0 is not a valid partition count", nil, 0},
+		{part, nil, []string{db, "PARTITION_KEY=x", "TOTAL_PARTITIONS=2"}, "PARTITION_KEY=x is not a partition key", nil, 0},
+		{part, []string{"--partition-key=1,1", "--total-partitions=2"}, []string{db}, "lists partition 1 twice", nil, 0},
+		{single, nil, []string{db, "TOTAL_PARTITIONS=2"}, "projection s is not partitioned", nil, 0},
+		{part, nil, nil, "DATABASE_URL is not set", nil, 0},
+		{part, nil, []string{db, "LOG_LEVEL=loud"}, "LOG_LEVEL=loud is not a log level", nil, 0},
+		{part, []string{"--log-format=xml"}, []string{db}, "--log-format=xml is not a log format", nil, 0},
+		{part, nil, []string{db, "POLL_INTERVAL=soon"}, "POLL_INTERVAL=soon is not a valid interval", nil, 0},
+		{part, []string{"--batch-size=0"}, []string{db}, "--batch-size=0 is not a valid batch size", nil, 0},
+		{part, []string{"extra"}, []string{db}, `unexpected argument "extra"`, nil, 0},
+		{part, []string{"--bogus"}, []string{db}, "flag provided but not defined", nil, 0},
+	}
+	for _, c := range cases {
+		env := map[string]string{}
+		for _, kv := range c.env {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+		lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+		s, err := parseSettings(c.p, c.args, lookup, io.Discard)
+		if c.want != "" {
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%v %v: got %v, want %q", c.args, c.env, err, c.want)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%v %v: %v", c.args, c.env, err)
+			continue
+		}
+		if !slices.Equal(s.cfg.Partitions, c.keys) || s.cfg.TotalPartitions != c.tot {
+			t.Errorf("%v %v: keys %v of %d, want %v of %d", c.args, c.env, s.cfg.Partitions, s.cfg.TotalPartitions, c.keys, c.tot)
+		}
+	}
+	// Flags win over the environment; the rest of the settings are read.
+	env := map[string]string{"DATABASE_URL": "postgres://env", "LOG_LEVEL": "debug", "NO_NOTIFY": "1", "BATCH_SIZE": "7", "MAX_RETRIES": "0"}
+	s, err := parseSettings(part, []string{"--database=postgres://flag", "--poll-interval=250ms", "--log-format=json", "--rescale"},
+		func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.url != "postgres://flag" || s.logLevel != slog.LevelDebug || !s.cfg.DisableNotify || s.cfg.BatchSize != 7 ||
+		s.cfg.PollInterval != 250*time.Millisecond || s.logFormat != "json" || !s.cfg.Rescale || s.cfg.WithDefaults().MaxRetries != 0 {
+		t.Errorf("settings: %+v", s)
+	}
+}
+
+func TestRunMainExitCodes(t *testing.T) {
+	t.Parallel()
+	h := HandlerFunc(func(context.Context, pgx.Tx, *eventstore.Event) error { return nil })
+	p := Projection{Name: "p", Partitioned: true, Handler: h}
+	var out strings.Builder
+	env := map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/db", "TOTAL_PARTITIONS": "4", "PARTITION_KEY": "5"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	if code := runMain(context.Background(), p, nil, lookup, &out); code != 2 ||
+		out.String() != "p-projector: PARTITION_KEY=5 is out of range: with 4 partitions the key must be 0..3\n" {
+		t.Errorf("exit %d, output %q", code, out.String())
+	}
+	out.Reset()
+	if code := runMain(context.Background(), p, []string{"-h"}, lookup, &out); code != 0 || !strings.Contains(out.String(), "-total-partitions") || !strings.Contains(out.String(), "flags win") {
+		t.Errorf("-h: exit %d, output %q", code, out.String())
+	}
+}
