@@ -176,13 +176,15 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	if w.limit > 0 {
 		limit, w.limit = w.limit, 0 // one smaller batch; run sets it again on a failure
 	}
-	tx, err := w.pool.Begin(hardCtx)
+	// Until the checkpoint is locked nothing is in hand: waiting for the lock (held by
+	// another worker of the same partition) ends with ctx.
+	tx, err := w.pool.Begin(ctx)
 	if err != nil {
 		return 0, false, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(hardCtx))
 
-	cp, err := queries.LockCheckpoint(hardCtx, tx, dbsqlc.LockCheckpointParams{Projection: w.p.Name, Generation: w.gen, PartitionKey: int32(w.key)})
+	cp, err := queries.LockCheckpoint(ctx, tx, dbsqlc.LockCheckpointParams{Projection: w.p.Name, Generation: w.gen, PartitionKey: int32(w.key)})
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && cp.Retired) {
 		return 0, false, w.layoutGone(hardCtx)
 	}
@@ -219,7 +221,7 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 			w.log.Debug("handling event", "position", ev.Position.String(), "aggregate_type", ev.AggregateType,
 				"aggregate_id", ev.AggregateID, "aggregate_version", ev.AggregateVersion, "event_type", ev.Type, "event_id", ev.EventID)
 		}
-		if err := w.p.Handler.Handle(hctx, tx, &ev); err != nil {
+		if err := handle(hctx, w.p.Handler, tx, &ev); err != nil {
 			if isTransient(err) {
 				return 0, false, fmt.Errorf("handler: %w", err)
 			}
@@ -258,6 +260,16 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 		w.dropFinishedLayouts(ctx)
 	}
 	return len(rows), full, nil
+}
+
+// handle calls the handler, turning a panic into an error.
+func handle(ctx context.Context, h Handler, tx pgx.Tx, ev *eventstore.Event) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return h.Handle(ctx, tx, ev)
 }
 
 // dropFinishedLayouts deletes retired layouts that every live checkpoint has passed.
