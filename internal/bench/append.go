@@ -162,6 +162,7 @@ func (r *runner) measureAppend(ctx context.Context, pool *pgxpool.Pool, s append
 		return Result{}, err
 	}
 	calls := s.events / s.perCall
+	r.resetStatements(ctx, pool)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, s.writers)
@@ -209,7 +210,7 @@ func (r *runner) measureAppend(ctx context.Context, pool *pgxpool.Pool, s append
 		return Result{}, fmt.Errorf("%d events stored, %d written", stored, events)
 	}
 	return Result{Group: GroupAppend, Name: name, Events: events, Seconds: elapsed.Seconds(),
-		EventsPerSec: float64(events) / elapsed.Seconds()}, nil
+		EventsPerSec: float64(events) / elapsed.Seconds(), Server: r.serverTime(ctx, pool)}, nil
 }
 
 // resetEvents empties the event tables so each append scenario starts alike.

@@ -128,7 +128,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.DatabaseURL != "" {
 		srv, err = pgtest.External(ctx, cfg.DatabaseURL)
 	} else {
-		srv, err = pgtest.Start(ctx, pgtest.Options{})
+		srv, err = pgtest.Start(ctx, pgtest.Options{Settings: statementSettings})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -167,6 +167,8 @@ type runner struct {
 	cfg    Config
 	srv    *pgtest.Server
 	report *Report
+	// statements: pg_stat_statements works in the bench databases.
+	statements bool
 }
 
 func (r *runner) add(res Result) {
@@ -209,6 +211,7 @@ func (r *runner) database(ctx context.Context, group string, maxConns int32) (*p
 		drop()
 		return nil, "", nil, err
 	}
+	r.statements = enableStatements(ctx, pool)
 	return pool, url, func() { pool.Close(); drop() }, nil
 }
 

@@ -261,6 +261,7 @@ func (r *runner) rawRead(ctx context.Context, pool *pgxpool.Pool, url string) (R
 	if err != nil {
 		return Result{}, err
 	}
+	r.resetStatements(ctx, pool)
 	stopMem := peakHeap()
 	start := time.Now()
 	rows, err := conn.Query(ctx, `
@@ -307,7 +308,8 @@ ORDER BY transaction_id, global_position`)
 		return Result{}, err
 	}
 	return Result{Group: GroupCatchUp, Name: rawReadName, Raw: true, Events: count, Seconds: elapsed.Seconds(),
-		EventsPerSec: float64(count) / elapsed.Seconds(), RowsScanned: after - before, RowsReturned: count, PeakMemBytes: peak}, nil
+		EventsPerSec: float64(count) / elapsed.Seconds(), RowsScanned: after - before, RowsReturned: count, PeakMemBytes: peak,
+		Server: r.serverTime(ctx, pool)}, nil
 }
 
 // inProcess runs spec in this process on a pool of its own.
@@ -320,6 +322,7 @@ func (r *runner) inProcess(ctx context.Context, statsPool *pgxpool.Pool, url str
 	if err != nil {
 		return Result{}, err
 	}
+	r.resetStatements(ctx, statsPool)
 	stopMem := peakHeap()
 	handled, elapsed, err := catchUp(ctx, pool, spec)
 	peak := stopMem()
@@ -332,7 +335,7 @@ func (r *runner) inProcess(ctx context.Context, statsPool *pgxpool.Pool, url str
 		return Result{}, err
 	}
 	return Result{Group: GroupCatchUp, Events: handled, Seconds: elapsed.Seconds(), EventsPerSec: float64(handled) / elapsed.Seconds(),
-		RowsScanned: after - before, RowsReturned: handled, PeakMemBytes: peak}, nil
+		RowsScanned: after - before, RowsReturned: handled, PeakMemBytes: peak, Server: r.serverTime(ctx, statsPool)}, nil
 }
 
 // explainBatch notes what one batch query of partition 0 of 4 reads: the partition

@@ -64,6 +64,8 @@ type Result struct {
 	P50Ms        float64 `json:"p50_ms,omitempty"`
 	P99Ms        float64 `json:"p99_ms,omitempty"`
 	Note         string  `json:"note,omitempty"`
+	// Server is the server's time by statement (with pg_stat_statements only).
+	Server *ServerTime `json:"server,omitempty"`
 }
 
 // finish fills in the ratios.
@@ -134,6 +136,17 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	first := true
+	for _, r := range rep.Results {
+		if r.Server == nil {
+			continue
+		}
+		if first {
+			fmt.Fprintln(w, "\nwhere the server's time went (pg_stat_statements):")
+			first = false
+		}
+		fmt.Fprintf(w, "- %s: %.2f s wall; %s\n", r.Name, r.Seconds, r.Server)
 	}
 	if len(rep.Notes) > 0 {
 		fmt.Fprintln(w)

@@ -140,6 +140,7 @@ func (r *runner) processes(ctx context.Context, statsPool *pgxpool.Pool, spec ca
 			return Result{}, fmt.Errorf("worker %d did not start (is RunWorkerIfRequested called in %s?): %q %v", k, bin, strings.TrimSpace(line), err)
 		}
 	}
+	r.resetStatements(ctx, statsPool)
 	goTime := time.Now()
 	for _, p := range procs {
 		if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
@@ -179,5 +180,5 @@ func (r *runner) processes(ctx context.Context, statsPool *pgxpool.Pool, spec ca
 		return Result{}, err
 	}
 	return Result{Group: GroupCatchUp, Events: handled, Seconds: elapsed.Seconds(), EventsPerSec: float64(handled) / elapsed.Seconds(),
-		RowsScanned: after - before, RowsReturned: handled, PeakMemBytes: peakRSS}, nil
+		RowsScanned: after - before, RowsReturned: handled, PeakMemBytes: peakRSS, Server: r.serverTime(ctx, statsPool)}, nil
 }
