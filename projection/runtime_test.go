@@ -308,3 +308,27 @@ func TestConfigValidation(t *testing.T) {
 		t.Errorf("defaults: %+v", d)
 	}
 }
+
+// A panicking handler is a failing handler: the partition stops with an error naming
+// the event instead of crashing the process.
+func TestHandlerPanicIsAnError(t *testing.T) {
+	t.Parallel()
+	_, pool := newReadModelDB(t)
+	appendN(t, pool, "agg", 3, 1)
+	boom := func(ev *eventstore.Event) error {
+		if ev.AggregateID == "agg-1" {
+			panic("boom")
+		}
+		return nil
+	}
+	log, _ := testLogger(t)
+	err := projection.Run(context.Background(), pool, projection.Projection{Name: "rm", Handler: readModelHandler(boom)},
+		projection.Config{MaxRetries: -1, Logger: log})
+	var herr *projection.HandlerError
+	if !errors.As(err, &herr) || herr.Event.AggregateID != "agg-1" || !strings.Contains(err.Error(), "handler panicked: boom") {
+		t.Fatalf("Run returned %v", err)
+	}
+	if n := count(t, pool, "SELECT count(*) FROM rm_events"); n != 1 {
+		t.Errorf("%d events applied, want the one before the panic", n)
+	}
+}

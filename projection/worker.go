@@ -115,7 +115,9 @@ func (w *worker) run(ctx, hardCtx context.Context) error {
 				w.failID, w.failAttempts = ev.EventID, 0
 			}
 			w.failAttempts++
-			if w.failAttempts > w.cfg.MaxRetries {
+			// Stop only with the failing event first in its batch: the events before it
+			// are committed first, so the checkpoint ends right before it.
+			if w.failAttempts > w.cfg.MaxRetries && hf.index == 0 {
 				herr := &HandlerError{Projection: w.p.Name, Partition: w.key, Total: w.total, Event: ev, Attempts: w.failAttempts, Err: hf.err}
 				w.log.Error("handler failed; partition stopped before the event",
 					"position", ev.Position.String(), "event_id", ev.EventID, "event_type", ev.Type,
