@@ -50,7 +50,7 @@ func (r *runner) appendGroup(ctx context.Context) error {
 	}
 	defer done()
 	n := r.cfg.AppendEvents
-	single := max(n/5, 1000)
+	single := max(n/20, 1000)
 	shapes := []appendShape{
 		{perCall: 1, writers: 1, events: single},
 		{perCall: 1, writers: 8, events: single},

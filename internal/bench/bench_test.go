@@ -1,19 +1,24 @@
-package bench_test
+package bench
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 
-	"github.com/esgen-dev/esgen/internal/bench"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/internal/pgtest"
 )
 
+// The catch-up group starts this test binary again as its worker processes.
 func TestMain(m *testing.M) {
-	bench.RunWorkerIfRequested()
-	os.Exit(m.Run())
+	RunWorkerIfRequested()
+	os.Exit(pgtest.Main(m))
 }
 
 // TestQuick runs every scenario at --quick size and checks that the numbers are sane:
@@ -21,12 +26,12 @@ func TestMain(m *testing.M) {
 // checks a rate or a time.
 func TestQuick(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs PostgreSQL for about half a minute")
+		t.Skip("runs every benchmark at quick size")
 	}
 	var progress bytes.Buffer
-	rep, err := bench.Run(context.Background(), bench.Config{Quick: true, Progress: &progress})
+	rep, err := Run(context.Background(), Config{Quick: true, Progress: &progress})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\n%s", err, progress.String())
 	}
 	checkReport(t, rep)
 
@@ -44,7 +49,7 @@ func TestQuick(t *testing.T) {
 	if err := rep.WriteJSON(&js); err != nil {
 		t.Fatal(err)
 	}
-	var back bench.Report
+	var back Report
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
 		t.Fatalf("JSON report does not read back: %v", err)
 	}
@@ -53,7 +58,7 @@ func TestQuick(t *testing.T) {
 	}
 }
 
-func checkReport(t *testing.T, rep *bench.Report) {
+func checkReport(t *testing.T, rep *Report) {
 	t.Helper()
 	if rep.Machine.CPUs < 1 || rep.Machine.Postgres == "" {
 		t.Errorf("machine not described: %+v", rep.Machine)
@@ -73,14 +78,159 @@ func checkReport(t *testing.T, rep *bench.Report) {
 				t.Errorf("%s: no ratio to raw", r.Name)
 			}
 		}
-		if r.RowsScanned < 0 || (r.RowsReturned > 0 && r.RowsReturned > r.Events) {
-			t.Errorf("%s: rows scanned %d, returned %d of %d events", r.Name, r.RowsScanned, r.RowsReturned, r.Events)
+		if r.Group == GroupCatchUp {
+			// Every event handled was read at least once.
+			if r.RowsReturned != r.Events || r.RowsScanned < r.RowsReturned {
+				t.Errorf("%s: %d rows scanned, %d returned, %d events", r.Name, r.RowsScanned, r.RowsReturned, r.Events)
+			}
+			if r.PeakMemBytes == 0 {
+				t.Errorf("%s: no peak memory", r.Name)
+			}
 		}
 		if r.P50Ms < 0 || r.P99Ms < r.P50Ms {
 			t.Errorf("%s: p50 %.2f ms, p99 %.2f ms", r.Name, r.P50Ms, r.P99Ms)
 		}
+		if r.Group == GroupLatency || (r.Group == GroupGap && r.P50Ms > 0) {
+			if r.P50Ms <= 0 {
+				t.Errorf("%s: no latency", r.Name)
+			}
+		}
 	}
-	if groups[bench.GroupAppend] != 11 {
-		t.Errorf("%d append rows, want 11", groups[bench.GroupAppend])
+	want := map[string]int{GroupAppend: 11, GroupCatchUp: 8, GroupLatency: 2, GroupGap: 3}
+	for g, n := range want {
+		if groups[g] != n {
+			t.Errorf("%d %s rows, want %d", groups[g], g, n)
+		}
+	}
+}
+
+// TestLoadStream checks the fast loader: the rows are what Append would have written
+// (hash, versions in commit order) and the table's indexes are back as they were.
+func TestLoadStream(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testPool(t)
+	indexes := func() string {
+		var s string
+		if err := pool.QueryRow(ctx, `SELECT string_agg(indexdef, E'\n' ORDER BY indexdef) FROM pg_indexes WHERE tablename = 'esgen_events'`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := indexes()
+	n, err := loadStream(ctx, pool, 2005)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2000 {
+		t.Fatalf("loaded %d events, want 2000", n)
+	}
+	if after := indexes(); after != before {
+		t.Fatalf("indexes changed by the load:\nbefore\n%s\nafter\n%s", before, after)
+	}
+	evs, err := eventstore.ReadAll(ctx, pool, eventstore.ReadOptions{Limit: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != n {
+		t.Fatalf("read %d events, want %d", len(evs), n)
+	}
+	next := map[string]int64{}
+	for _, e := range evs {
+		if e.PartitionHash != eventstore.Hash(e.AggregateID) {
+			t.Fatalf("%s: hash %d, want %d", e.AggregateID, e.PartitionHash, eventstore.Hash(e.AggregateID))
+		}
+		if e.AggregateVersion != next[e.AggregateID]+1 {
+			t.Fatalf("%s: version %d after %d in commit order", e.AggregateID, e.AggregateVersion, next[e.AggregateID])
+		}
+		next[e.AggregateID] = e.AggregateVersion
+	}
+	if len(next) != n/eventsPerAggregate {
+		t.Fatalf("%d aggregates, want %d", len(next), n/eventsPerAggregate)
+	}
+	for id, v := range next {
+		got, err := eventstore.AggregateVersion(ctx, pool, "Account", id)
+		if err != nil || got != v {
+			t.Fatalf("head of %s: %d (%v), want %d", id, got, err, v)
+		}
+		break
+	}
+}
+
+func testPool(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	pool, err := newPool(context.Background(), pgtest.NewDatabase(tb), 8)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
+}
+
+// The go test -bench equivalents: each reports events/s for b.N events.
+//
+//	go test -run '^$' -bench . ./internal/bench/
+
+func BenchmarkAppend(b *testing.B) {
+	for _, perCall := range []int{1, 10, 100, 1000} {
+		for _, raw := range []bool{false, true} {
+			name := fmt.Sprintf("esgen/events=%d", perCall)
+			call := esgenAppend
+			if raw {
+				name, call = fmt.Sprintf("raw-insert/events=%d", perCall), rawInsert(perCall)
+			}
+			b.Run(name, func(b *testing.B) {
+				pool := testPool(b)
+				r := &runner{cfg: Config{}.withDefaults()}
+				events := max(b.N, perCall) / perCall * perCall
+				b.ResetTimer()
+				res, err := r.measureAppend(context.Background(), pool, appendShape{perCall: perCall, writers: 1, events: events}, name, call)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(res.EventsPerSec, "events/s")
+			})
+		}
+	}
+}
+
+func BenchmarkCatchUp(b *testing.B) {
+	ctx := context.Background()
+	for _, name := range []string{"raw-read", "noop/batch=default", "noop/batch=1000", "upsert/batch=default"} {
+		b.Run(name, func(b *testing.B) {
+			url := pgtest.NewDatabase(b)
+			pool, err := newPool(ctx, url, 4)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pool.Close()
+			n, err := loadStream(ctx, pool, max(b.N, eventsPerAggregate))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := pool.Exec(ctx, readModelDDL); err != nil {
+				b.Fatal(err)
+			}
+			r := &runner{cfg: Config{}.withDefaults()}
+			b.ResetTimer()
+			var res Result
+			spec := catchUpSpec{Database: url, Projection: "bench", Handler: handlerNoop, Partitions: []int{0}, Total: 1, Target: int64(n)}
+			switch name {
+			case "raw-read":
+				res, err = r.rawRead(ctx, pool, url)
+			case "noop/batch=1000":
+				spec.BatchSize = bigBatch
+				res, err = r.inProcess(ctx, pool, url, spec)
+			case "upsert/batch=default":
+				spec.Handler = handlerUpsert
+				res, err = r.inProcess(ctx, pool, url, spec)
+			default:
+				res, err = r.inProcess(ctx, pool, url, spec)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(res.EventsPerSec, "events/s")
+		})
 	}
 }
