@@ -107,7 +107,7 @@ func status(ctx context.Context, db DBTX, name string) ([]ProjectionStatus, erro
 			}
 			ps.Lag, err = queries.PartitionLag(ctx, db, dbsqlc.PartitionLagParams{
 				AfterTransactionID: c.LastTransactionID, AfterPosition: c.LastPosition,
-				TotalPartitions: c.PartitionCount, PartitionKey: c.PartitionKey, EventTypes: p.EventTypes,
+				TotalPartitions: c.PartitionCount, PartitionKey: c.PartitionKey, EventTypes: p.EventTypes, Projection: p.Name,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("projection %s: lag of partition %d: %w", p.Name, c.PartitionKey, err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/esgen-dev/esgen/eventstore"
@@ -249,6 +250,10 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 		OldTransactionID: cp.LastTransactionID, OldPosition: cp.LastPosition,
 	})
 	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "25P02" { // in_failed_sql_transaction
+			return 0, false, fmt.Errorf("projection %s partition %d: a handler returned nil after an SQL error aborted the batch's transaction; return the error instead: %w", w.p.Name, w.key, err)
+		}
 		return 0, false, fmt.Errorf("move checkpoint to %s: %w", to, err)
 	}
 	if moved == 0 {

@@ -384,6 +384,11 @@ WHERE (e.transaction_id, e.global_position) > ($1::xid8, $2::bigint)
   AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
   AND ($3::integer <= 1 OR e.partition_hash % $3::integer = $4::integer)
   AND (cardinality($5::text[]) = 0 OR e.event_type = ANY ($5::text[]))
+  AND NOT EXISTS (
+      SELECT 1 FROM esgen_checkpoints r
+      WHERE r.projection = $6::text AND r.retired
+        AND r.partition_key = e.partition_hash % r.partition_count
+        AND (e.transaction_id, e.global_position) <= (r.last_transaction_id, r.last_position))
 `
 
 type PartitionLagParams struct {
@@ -392,9 +397,11 @@ type PartitionLagParams struct {
 	TotalPartitions    int32
 	PartitionKey       int32
 	EventTypes         []string
+	Projection         string
 }
 
-// Events of a partition after a checkpoint that a commit-safe reader can see now.
+// Events of a partition after a checkpoint that a commit-safe reader can see now and
+// that no retired layout of the projection handled: what the partition has left to do.
 func (q *Queries) PartitionLag(ctx context.Context, db DBTX, arg PartitionLagParams) (int64, error) {
 	row := db.QueryRow(ctx, partitionLag,
 		arg.AfterTransactionID,
@@ -402,6 +409,7 @@ func (q *Queries) PartitionLag(ctx context.Context, db DBTX, arg PartitionLagPar
 		arg.TotalPartitions,
 		arg.PartitionKey,
 		arg.EventTypes,
+		arg.Projection,
 	)
 	var lag int64
 	err := row.Scan(&lag)

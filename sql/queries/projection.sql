@@ -140,13 +140,19 @@ WHERE projection = @projection::text
 ORDER BY retired, generation DESC, partition_key;
 
 -- name: PartitionLag :one
--- Events of a partition after a checkpoint that a commit-safe reader can see now.
+-- Events of a partition after a checkpoint that a commit-safe reader can see now and
+-- that no retired layout of the projection handled: what the partition has left to do.
 SELECT count(*)::bigint AS lag
 FROM esgen_events e
 WHERE (e.transaction_id, e.global_position) > (@after_transaction_id::xid8, @after_position::bigint)
   AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
   AND (@total_partitions::integer <= 1 OR e.partition_hash % @total_partitions::integer = @partition_key::integer)
-  AND (cardinality(@event_types::text[]) = 0 OR e.event_type = ANY (@event_types::text[]));
+  AND (cardinality(@event_types::text[]) = 0 OR e.event_type = ANY (@event_types::text[]))
+  AND NOT EXISTS (
+      SELECT 1 FROM esgen_checkpoints r
+      WHERE r.projection = @projection::text AND r.retired
+        AND r.partition_key = e.partition_hash % r.partition_count
+        AND (e.transaction_id, e.global_position) <= (r.last_transaction_id, r.last_position));
 
 -- name: DeleteProjection :execrows
 -- Deletes a projection's layout and checkpoints (they cascade), so it rebuilds.
