@@ -604,3 +604,98 @@ next:
 	}
 	return found
 }
+
+// TestReadmes checks, without running anything, that every example's README parses
+// into steps and stops what it starts in the background, and that no file of the
+// examples relies on a container runtime.
+func TestReadmes(t *testing.T) {
+	for _, name := range []string{"basic", "single-worker", "partitioned", "worker-pool", "scaling"} {
+		steps, err := parseReadme(filepath.Join(name, "README.md"))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		running := map[string]bool{}
+		runs := 0
+		for _, s := range steps {
+			switch s.kind {
+			case "run":
+				runs++
+			case "background":
+				running[s.name] = true
+			case "stop", "exits":
+				if !running[s.name] {
+					t.Errorf("%s/README.md:%d: %s %s, which does not run", name, s.line, s.kind, s.name)
+				}
+				delete(running, s.name)
+			}
+		}
+		if runs == 0 || len(steps) < 4 {
+			t.Errorf("%s/README.md: %d steps, %d commands", name, len(steps), runs)
+		}
+		for n := range running {
+			t.Errorf("%s/README.md: %s is started in the background but never stopped", name, n)
+		}
+	}
+	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == "bin" {
+			return filepath.SkipDir
+		}
+		if d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(strings.ToLower(string(b)), "dock"+"er") {
+			t.Errorf("%s mentions Dock"+"er", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseReadmeDirectives(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "README.md")
+	readme := "text\n<!-- test: skip -->\n```sh\nexport X=1\n```\n```sh\necho a\n```\n```text\nnot run\n```\n" +
+		"<!-- test: background p -->\n```sh\n./bin/p --flag\n```\n<!-- test: wait ok -->\n<!-- test: exits p 1 -->\n"
+	if err := os.WriteFile(path, []byte(readme), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	steps, err := parseReadme(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ""
+	for _, s := range steps {
+		got += fmt.Sprintf("%s:%s:%q:%d;", s.kind, s.name, s.code, s.exit)
+	}
+	want := `run::"echo a\n":0;background:p:"./bin/p --flag\n":0;wait:ok:"":0;exits:p:"":1;`
+	if got != want {
+		t.Errorf("steps:\n got %s\nwant %s", got, want)
+	}
+	for _, bad := range []string{
+		"<!-- test: fly -->\n",
+		"<!-- test: background p -->\n```text\nx\n```\n",
+		"<!-- test: background p -->\n",
+		"```sh\necho never closed\n",
+		"<!-- test: exits p x -->\n",
+	} {
+		if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := parseReadme(path); err == nil {
+			t.Errorf("parseReadme accepts %q", bad)
+		}
+	}
+	if got := execPrefix("A=1 B=x ./bin/p --k=1"); got != "A=1 B=x exec ./bin/p --k=1" {
+		t.Errorf("execPrefix = %q", got)
+	}
+}
