@@ -32,7 +32,11 @@ func TestRescaleInProcess(t *testing.T) {
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	old := start(t, pool, p, cfg(4, 0))
+	oldLog, oldBuf := testLogger(t)
+	oldCfg := cfg(4, 0)
+	oldCfg.Logger = oldLog
+	old := start(t, pool, p, oldCfg)
+	waitFor(t, time.Minute, "the old-layout runner to start", func() bool { return strings.Contains(oldBuf.String(), "partition started") })
 
 	appendN(t, pool, "b", 10, 2)
 	two := start(t, pool, p, cfg(2))

@@ -179,26 +179,28 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	if w.limit > 0 {
 		limit, w.limit = w.limit, 0 // one smaller batch; run sets it again on a failure
 	}
-	// Until the checkpoint is locked nothing is in hand: waiting for the lock (held by
-	// another worker of the same partition) ends with ctx.
+	// Until the checkpoint is locked nothing is in hand: reading and waiting for the
+	// lock end with ctx. The read comes first and the lock only when there is work, so
+	// an idle poll takes no transaction id and holds no reader back.
 	tx, err := w.pool.Begin(ctx)
 	if err != nil {
 		return 0, false, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(hardCtx))
 
-	cp, err := queries.LockCheckpoint(ctx, tx, dbsqlc.LockCheckpointParams{Projection: w.p.Name, Generation: w.gen, PartitionKey: int32(w.key)})
+	key := dbsqlc.GetCheckpointParams{Projection: w.p.Name, Generation: w.gen, PartitionKey: int32(w.key)}
+	cp, err := queries.GetCheckpoint(ctx, tx, key)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && cp.Retired) {
 		return 0, false, w.layoutGone(hardCtx)
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("lock checkpoint: %w", err)
+		return 0, false, fmt.Errorf("read checkpoint: %w", err)
 	}
 	from := positionOf(cp)
 	// Everything at or before the visible head is final: when the read below returns
 	// less than a full batch, the checkpoint may move up to the head, past events of
 	// other partitions, other types, or handled by a retired layout.
-	head, err := queries.VisibleHead(hardCtx, tx)
+	head, err := queries.VisibleHead(ctx, tx)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, fmt.Errorf("read the stream head: %w", err)
 	}
@@ -207,7 +209,7 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	if types == nil {
 		types = []string{}
 	}
-	rows, err := queries.ReadPartition(hardCtx, tx, dbsqlc.ReadPartitionParams{
+	rows, err := queries.ReadPartition(ctx, tx, dbsqlc.ReadPartitionParams{
 		AfterTransactionID: cp.LastTransactionID, AfterPosition: cp.LastPosition,
 		TotalPartitions: int32(w.total), PartitionKey: int32(w.key), EventTypes: types,
 		SkipRetired: w.skipRetired, Projection: w.p.Name, BatchLimit: int32(limit),
@@ -215,7 +217,27 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	if err != nil {
 		return 0, false, fmt.Errorf("read partition after %s: %w", from, err)
 	}
+	// An idle partition follows the head now and then (always while retired layouts
+	// exist, so that they can be dropped), not on every wake-up.
+	followHead := len(rows) < limit && from.Less(headPos) &&
+		(len(rows) > 0 || w.skipRetired || time.Since(w.lastIdle) >= w.cfg.PollInterval)
+	if len(rows) == 0 && !followHead {
+		return 0, false, nil
+	}
+	// Lock the checkpoint for the batch. If another worker moved it since it was read
+	// (or holds it now and moves it before releasing it), this batch is fenced off.
+	locked, err := queries.LockCheckpoint(ctx, tx, dbsqlc.LockCheckpointParams(key))
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && locked.Retired) {
+		return 0, false, w.layoutGone(hardCtx)
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("lock checkpoint: %w", err)
+	}
+	if positionOf(locked) != from {
+		return 0, false, errFenced
+	}
 	full = len(rows) == limit
+	retried := false // the event that failed before is in this batch
 	hctx := context.WithValue(hardCtx, partitionKey{}, Partition{Projection: w.p.Name, Key: w.key, Total: w.total, Generation: w.gen})
 	to := from
 	for i := range rows {
@@ -232,14 +254,13 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 			return 0, false, &handlerFailure{index: i, event: ev, err: err}
 		}
 		to = ev.Position
-	}
-	if !full && from.Less(headPos) && to.Less(headPos) {
-		// Move idle partitions along with the head now and then (always while retired
-		// layouts exist, so they can be dropped), not on every wake-up.
-		if len(rows) > 0 || w.skipRetired || time.Since(w.lastIdle) >= w.cfg.PollInterval {
-			to = headPos
-			w.lastIdle = time.Now()
+		if ev.EventID == w.failID {
+			retried = true
 		}
+	}
+	if followHead && to.Less(headPos) {
+		to = headPos
+		w.lastIdle = time.Now()
 	}
 	if to == from {
 		return 0, false, nil
@@ -263,6 +284,9 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 		return 0, false, fmt.Errorf("commit batch up to %s: %w", to, err)
 	}
 	w.processed += int64(len(rows))
+	if retried {
+		w.failID, w.failAttempts = uuid.Nil, 0
+	}
 	if w.skipRetired && !full {
 		w.dropFinishedLayouts(ctx)
 	}

@@ -141,6 +141,38 @@ func (q *Queries) DeleteProjection(ctx context.Context, db DBTX, name string) (i
 	return result.RowsAffected(), nil
 }
 
+const getCheckpoint = `-- name: GetCheckpoint :one
+SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
+       events_handled, retired, updated_at
+FROM esgen_checkpoints
+WHERE projection = $1::text AND generation = $2::bigint AND partition_key = $3::integer
+`
+
+type GetCheckpointParams struct {
+	Projection   string
+	Generation   int64
+	PartitionKey int32
+}
+
+// A partition's checkpoint, not locked (a batch reads first and locks only when it has
+// work, so an idle poll takes no transaction id).
+func (q *Queries) GetCheckpoint(ctx context.Context, db DBTX, arg GetCheckpointParams) (EsgenCheckpoint, error) {
+	row := db.QueryRow(ctx, getCheckpoint, arg.Projection, arg.Generation, arg.PartitionKey)
+	var i EsgenCheckpoint
+	err := row.Scan(
+		&i.Projection,
+		&i.Generation,
+		&i.PartitionKey,
+		&i.PartitionCount,
+		&i.LastTransactionID,
+		&i.LastPosition,
+		&i.EventsHandled,
+		&i.Retired,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const getProjection = `-- name: GetProjection :one
 SELECT name, partition_count, generation, previous_count, counts_used, event_types, changed_at, created_at
 FROM esgen_projections WHERE name = $1::text

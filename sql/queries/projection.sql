@@ -75,6 +75,14 @@ WHERE d.projection = @projection::text AND d.retired
             WHERE l.projection = d.projection AND NOT l.retired
             ORDER BY l.last_transaction_id, l.last_position LIMIT 1));
 
+-- name: GetCheckpoint :one
+-- A partition's checkpoint, not locked (a batch reads first and locks only when it has
+-- work, so an idle poll takes no transaction id).
+SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
+       events_handled, retired, updated_at
+FROM esgen_checkpoints
+WHERE projection = @projection::text AND generation = @generation::bigint AND partition_key = @partition_key::integer;
+
 -- name: LockCheckpoint :one
 -- A partition's checkpoint, locked for the batch.
 SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
