@@ -158,6 +158,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	r.report.Seconds = time.Since(start).Seconds()
+	r.report.Machine.LoadAvg[1] = loadAvg()
 	r.report.finish()
 	return r.report, nil
 }

@@ -156,15 +156,18 @@ func (r *runner) catchUpGroup(ctx context.Context) error {
 	}
 	defer pool.Close()
 
+	// The raw read runs first and again last; the faster of the two is the limit, so
+	// that a burst of load on the machine during one of them does not flatter esgen.
 	raw, err := r.rawRead(ctx, pool, url)
 	if err != nil {
 		return fmt.Errorf("raw read: %w", err)
 	}
+	rawAt := len(r.report.Results)
 	r.add(raw)
 
-	// The upsert handler costs a round trip per event; it runs over the first tenth of
-	// the stream so that default sizes stay within minutes.
-	upsertTarget := int64(max(n/10, 1000))
+	// The upsert handler costs a round trip per event; it runs over the first 2% of the
+	// stream so that default sizes stay within minutes.
+	upsertTarget := int64(max(n/50, 2000))
 	for _, handler := range []string{handlerNoop, handlerUpsert} {
 		target := int64(n)
 		if handler == handlerUpsert {
@@ -205,6 +208,15 @@ func (r *runner) catchUpGroup(ctx context.Context) error {
 			}
 			r.add(res)
 		}
+	}
+	again, err := r.rawRead(ctx, pool, url)
+	if err != nil {
+		return fmt.Errorf("raw read: %w", err)
+	}
+	r.note("raw streaming SELECT: %.0f events/s before the catch-up scenarios, %.0f after; the table shows the faster",
+		raw.EventsPerSec, again.EventsPerSec)
+	if again.EventsPerSec > raw.EventsPerSec {
+		r.report.Results[rawAt] = again
 	}
 	return r.explainBatch(ctx, pool)
 }

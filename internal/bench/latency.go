@@ -34,6 +34,7 @@ type latencyRun struct {
 }
 
 func (l latencyRun) run(ctx context.Context) ([]time.Duration, error) {
+	eventType := "Probe_" + l.name
 	var mu sync.Mutex
 	var lats []time.Duration
 	handledAll := make(chan struct{})
@@ -65,12 +66,14 @@ func (l latencyRun) run(ctx context.Context) ([]time.Duration, error) {
 	defer stop()
 	runErr := make(chan error, 1)
 	go func() {
-		runErr <- projection.Run(runCtx, l.pool, projection.Projection{Name: l.name, Handler: h},
+		// Each run handles only its own event type: the stream also holds the events
+		// of earlier runs and scenarios.
+		runErr <- projection.Run(runCtx, l.pool, projection.Projection{Name: l.name, Handler: h, EventTypes: []string{eventType}},
 			projection.Config{DisableNotify: !l.notify, Logger: slog.New(slog.DiscardHandler)})
 	}()
 	// The projection is running and caught up once the warm-up event is handled.
 	if _, err := eventstore.Append(ctx, l.pool, "Probe", l.name+"-warm", eventstore.Any,
-		eventstore.EventData{Type: "Probe", Payload: []byte(`{}`)}); err != nil {
+		eventstore.EventData{Type: eventType, Payload: []byte(`{}`)}); err != nil {
 		return nil, err
 	}
 	select {
@@ -89,7 +92,7 @@ func (l latencyRun) run(ctx context.Context) ([]time.Duration, error) {
 		sent := time.Now()
 		payload := []byte(`{"sent_ns":` + strconv.FormatInt(sent.UnixNano(), 10) + `}`)
 		if _, err := eventstore.Append(ctx, l.pool, "Probe", "probe-"+strconv.Itoa(i%10), eventstore.Any,
-			eventstore.EventData{Type: "Probe", Payload: payload}); err != nil {
+			eventstore.EventData{Type: eventType, Payload: payload}); err != nil {
 			return nil, err
 		}
 		<-tick.C

@@ -38,6 +38,9 @@ type Machine struct {
 	Postgres    string            `json:"postgres"`
 	Server      string            `json:"server"` // "private throw-away cluster" or "DATABASE_URL"
 	Settings    map[string]string `json:"settings"`
+	// LoadAvg is the 1-minute load average at the start and at the end of the run: a
+	// busy machine makes every number smaller and the ratios noisier.
+	LoadAvg [2]float64 `json:"load_avg"`
 }
 
 // Result is one row of the table.
@@ -109,6 +112,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	if len(m.Settings) > 0 {
 		fmt.Fprintf(w, "settings: %s\n", settingsString(m.Settings))
 	}
+	fmt.Fprintf(w, "load average: %.2f at the start, %.2f at the end\n", m.LoadAvg[0], m.LoadAvg[1])
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "group\tscenario\tevents\tevents/s\tvs raw\tscanned/returned\tpeak mem\tp50 ms\tp99 ms\t")
@@ -205,6 +209,7 @@ func describeMachine(ctx context.Context, srv *pgtest.Server) (Machine, error) {
 	m := Machine{
 		OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(),
 		MemoryBytes: memTotal(), Server: "DATABASE_URL", Settings: map[string]string{},
+		LoadAvg: [2]float64{loadAvg(), 0},
 	}
 	if srv.Private() {
 		m.Server = "private throw-away cluster"
@@ -247,6 +252,20 @@ func withUnit(setting, unit string) string {
 		return bytesString(n << 20)
 	}
 	return setting + unit
+}
+
+// loadAvg reads the 1-minute load average (0 where there is none).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 // memTotal reads MemTotal from /proc/meminfo (0 where there is none).
