@@ -196,6 +196,7 @@ func runExample(t *testing.T, name string, checks map[string]check) *runner {
 	if err != nil {
 		t.Fatal(err)
 	}
+	warmUp(t)
 	url := pgtest.NewEmptyDatabase(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -214,6 +215,25 @@ func runExample(t *testing.T, name string, checks map[string]check) *runner {
 		}
 	}
 	return r
+}
+
+var (
+	warmOnce sync.Once
+	warmErr  error
+)
+
+// warmUp builds esgen once through go run, which caches the executable, before the
+// examples run go generate and esgen status in parallel.
+func warmUp(t *testing.T) {
+	warmOnce.Do(func() {
+		out, err := exec.Command("go", "run", "github.com/esgen-dev/esgen/cmd/esgen", "help").CombinedOutput()
+		if err != nil {
+			warmErr = fmt.Errorf("go run github.com/esgen-dev/esgen/cmd/esgen help: %v\n%s", err, out)
+		}
+	})
+	if warmErr != nil {
+		t.Fatal(warmErr)
+	}
 }
 
 // exampleEnv is the environment of the README's commands: this process's, without
