@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -232,5 +234,46 @@ func BenchmarkCatchUp(b *testing.B) {
 			}
 			b.ReportMetric(res.EventsPerSec, "events/s")
 		})
+	}
+}
+
+// TestSeparateWorkerBinary runs the 4-process scenario with the worker command of
+// internal/bench/worker instead of this binary.
+func TestSeparateWorkerBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "worker")
+	if out, err := exec.Command("go", "build", "-o", bin, "./worker").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./worker: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	pool, err := newPool(ctx, url, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	n, err := loadStream(ctx, pool, 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts, err := partitionCounts(ctx, pool, catchUpPartitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{cfg: Config{WorkerBinary: bin}.withDefaults()}
+	spec := catchUpSpec{Database: url, Projection: "separate", Handler: handlerNoop, Target: int64(n)}
+	res, err := r.processes(ctx, pool, spec, counts, int64(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events != int64(n) || res.PeakMemBytes == 0 {
+		t.Fatalf("4 worker processes handled %d of %d events (peak RSS %d)", res.Events, n, res.PeakMemBytes)
+	}
+	var handled int64
+	if err := pool.QueryRow(ctx, `SELECT sum(events_handled) FROM esgen_checkpoints WHERE projection = 'separate'`).Scan(&handled); err != nil || handled != int64(n) {
+		t.Fatalf("checkpoints count %d handled events (%v), want %d", handled, err, n)
 	}
 }
