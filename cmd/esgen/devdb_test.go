@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,6 +119,83 @@ func TestDevDBStartsServesAndRemovesEverything(t *testing.T) {
 	if conn, err := pgx.Connect(cctx2, url); err == nil {
 		conn.Close(cctx2)
 		t.Error("the server still accepts connections after devdb stopped")
+	}
+}
+
+// TestDevDBProcessStopsOnSIGTERM runs the esgen binary as a user would and stops it
+// with SIGTERM: it exits 0 and leaves no server and no directory behind.
+func TestDevDBProcessStopsOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds esgen; skipped with -short")
+	}
+	if _, err := pgtest.BinDir(); err != nil {
+		t.Skipf("needs PostgreSQL's server binaries: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "esgen")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "devdb")
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DATABASE_URL=") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = env
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the export line: %v\n%s", err, stderr.String())
+	}
+	m := exportLine.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("first line on stdout: %q", line)
+	}
+	var dirMatch []string
+	for i := 0; dirMatch == nil && i < 100; i++ { // stderr is copied by another goroutine
+		dirMatch = regexp.MustCompile(`running in (\S+) `).FindStringSubmatch(stderr.String())
+		time.Sleep(20 * time.Millisecond)
+	}
+	if dirMatch == nil {
+		t.Fatalf("stderr does not name the server's directory:\n%s", stderr.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, m[1])
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	conn.Close(ctx)
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("esgen devdb after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("esgen devdb still runs 30s after SIGTERM\n%s", stderr.String())
+	}
+	if _, err := os.Stat(dirMatch[1]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s is still there (%v)", dirMatch[1], err)
+	}
+	if conn, err := pgx.Connect(ctx, m[1]); err == nil {
+		conn.Close(ctx)
+		t.Error("the server still accepts connections")
 	}
 }
 
