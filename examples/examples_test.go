@@ -161,6 +161,7 @@ type bgProc struct {
 	done    chan struct{}
 	err     error
 	stopped bool
+	execed  bool // bash exec'd the command: the process is the command itself
 }
 
 // lockedFile collects a process's output.
@@ -320,15 +321,16 @@ func (r *runner) start(s step, code string) {
 		t.Fatalf("README.md:%d: background %q started twice", s.line, s.name)
 	}
 	body := strings.TrimSpace(stripComments(code))
+	execed := false
 	if !strings.Contains(body, "\n") && singleCommandRE.MatchString(body) {
 		// One command: exec it, so that the signal reaches it and its exit code is
 		// the step's, as in a terminal.
-		body = execPrefix(body)
+		body, execed = execPrefix(body), true
 	}
 	cmd := exec.Command("bash", "-e", "-c", body)
 	cmd.Dir, cmd.Env = r.dir, r.env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	p := &bgProc{name: s.name, code: body, cmd: cmd, log: &lockedFile{}, done: make(chan struct{})}
+	p := &bgProc{name: s.name, code: body, cmd: cmd, log: &lockedFile{}, done: make(chan struct{}), execed: execed}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("README.md:%d: start %s: %v", s.line, s.name, err)
@@ -423,8 +425,11 @@ func (r *runner) stop(line int, name string) {
 		// on to the program by letting it through, and exits with its code.
 		sig = "Ctrl+C"
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGINT)
-	} else {
+	} else if p.execed {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	} else {
+		// A script: its commands get the signal, as from a terminal's kill of the group.
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 	}
 	select {
 	case <-p.done:
