@@ -5,11 +5,13 @@
 //
 // Each (projection, partition) is processed by a loop of transactions. One batch:
 //
-//  1. lock the partition's checkpoint row (SELECT … FOR UPDATE), so two workers
-//     started with the same partition key take turns;
-//  2. read up to BatchSize events after the checkpoint in commit-safe order (see
-//     eventstore.ReadAll), filtered in SQL by partition (FNV-1a hash of the aggregate
-//     id mod the partition count) and event type;
+//  1. read the partition's checkpoint and up to BatchSize events after it in
+//     commit-safe order (see eventstore.ReadAll), filtered in SQL by partition (FNV-1a
+//     hash of the aggregate id mod the partition count) and event type; with nothing
+//     to do, roll back (an idle poll takes no transaction id);
+//  2. lock the checkpoint row (SELECT … FOR UPDATE) and check that it has not moved
+//     since it was read; if another worker of the same partition moved it, this batch
+//     is fenced off and read again;
 //  3. call the handler for each event with the batch's pgx.Tx;
 //  4. move the checkpoint with a compare-and-set (only from the position it was read
 //     at, only in the layout generation the worker runs, only while that layout is in

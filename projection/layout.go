@@ -61,10 +61,11 @@ type LayoutChange struct {
 	// checkpoint of the old layout.
 	Watermark eventstore.Position
 	// AlreadyHandled is the number of events after the watermark that the retired
-	// layouts handled: the new layout scans them and skips them in SQL.
+	// layouts handled: the new layout scans them and skips them in SQL. Counted right
+	// after the switch (-1 when the count failed).
 	AlreadyHandled int64
-	// Took is how long the switch transaction ran, including the wait for batches in
-	// flight on the old layout.
+	// Took is how long the switch transaction ran (from BEGIN to COMMIT), including
+	// the wait for batches in flight on the old layout.
 	Took time.Duration
 }
 
@@ -147,19 +148,22 @@ func ensureLayout(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Con
 	if err := insertLayout(ctx, tx, p.Name, gen, total, w); err != nil {
 		return 0, err
 	}
-	handled, err := queries.CountHandledAfter(ctx, tx, dbsqlc.CountHandledAfterParams{
-		AfterTransactionID: xid8(w.TransactionID), AfterPosition: w.GlobalPosition, Projection: p.Name,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("projection %s: count carried-over events: %w", p.Name, err)
-	}
 	if _, err := queries.DeleteFinishedRetired(ctx, tx, p.Name); err != nil {
 		return 0, fmt.Errorf("projection %s: delete finished layouts: %w", p.Name, err)
 	}
 	if err := commit(ctx, tx, p.Name); err != nil {
 		return 0, err
 	}
-	ch := LayoutChange{From: int(proj.PartitionCount), To: total, Generation: gen, Watermark: w, AlreadyHandled: handled, Took: time.Since(start)}
+	took := time.Since(start)
+	// For the log only, outside the switch transaction: how many events after W the
+	// new layout will scan and skip. (-1 if it cannot be counted.)
+	handled, err := queries.CountHandledAfter(ctx, pool, dbsqlc.CountHandledAfterParams{
+		AfterTransactionID: xid8(w.TransactionID), AfterPosition: w.GlobalPosition, Projection: p.Name,
+	})
+	if err != nil {
+		handled = -1
+	}
+	ch := LayoutChange{From: int(proj.PartitionCount), To: total, Generation: gen, Watermark: w, AlreadyHandled: handled, Took: took}
 	log.Info("partition count changed", "from", ch.From, "to", ch.To, "generation", gen,
 		"watermark", w.String(), "already_handled_after_watermark", handled, "took_ms", float64(ch.Took.Microseconds())/1000)
 	if cfg.onLayoutChange != nil {
