@@ -147,7 +147,6 @@ type runner struct {
 	bg      map[string]*bgProc   // background processes by name
 	checks  map[string]check     // the example's checks
 	used    map[string]bool      // checks the README used
-	rewrite func(string) string  // optional rewrite of the commands (prebuilt binaries)
 	ran     map[string]time.Time // start time per background name
 	ended   map[string]string    // logs of background commands that ended
 	exitsOK map[string]bool      // background commands a later exits step expects to end
@@ -270,9 +269,6 @@ func (r *runner) run(steps []step) {
 			return
 		}
 		code := s.code
-		if r.rewrite != nil {
-			code = r.rewrite(code)
-		}
 		switch s.kind {
 		case "run":
 			start := time.Now()
@@ -481,12 +477,10 @@ func goRunInterrupted(p *bgProc) bool {
 	return p.cmd.ProcessState.ExitCode() == 1 && !regexp.MustCompile(`(?m)^exit status \d+$`).MatchString(p.log.String())
 }
 
-// finished holds the logs of background processes that ended.
-var finishedMu sync.Mutex
-
+// keepLog keeps the output of a background command that ended.
 func (r *runner) keepLog(p *bgProc) {
-	finishedMu.Lock()
-	defer finishedMu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.ended == nil {
 		r.ended = map[string]string{}
 	}
@@ -514,13 +508,10 @@ func (r *runner) running() []string {
 // logOf returns the output of a background command, running or ended.
 func (r *runner) logOf(name string) string {
 	r.mu.Lock()
-	p := r.bg[name]
-	r.mu.Unlock()
-	if p != nil {
+	defer r.mu.Unlock()
+	if p := r.bg[name]; p != nil {
 		return p.log.String()
 	}
-	finishedMu.Lock()
-	defer finishedMu.Unlock()
 	return r.ended[name]
 }
 
