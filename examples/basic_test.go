@@ -1,15 +1,21 @@
 package examples_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // caughtUp holds when the balances read model reflects every stored event: each
@@ -103,4 +109,91 @@ func treeHashes(t *testing.T, dir string) map[string][32]byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestBasicWithDevDB follows the basic README with the database that its (otherwise
+// skipped) esgen devdb command gives, run as written, instead of the test server's.
+func TestBasicWithDevDB(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs esgen devdb and the example's programs; skipped with -short")
+	}
+	t.Parallel()
+	steps, err := parseReadme(filepath.Join("basic", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var code string
+	for _, s := range steps {
+		if s.kind == "skip" && strings.Contains(s.code, "esgen devdb") {
+			code = strings.TrimSpace(stripComments(s.code))
+		}
+	}
+	if code == "" {
+		t.Fatal("basic/README.md shows no esgen devdb command")
+	}
+	warmUp(t)
+	cmd := exec.Command("bash", "-c", "exec "+code)
+	cmd.Dir = "basic"
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DATABASE_URL=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stderr := &lockedFile{}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	lines := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		lines <- line
+		_, _ = io.Copy(io.Discard, stdout)
+		done <- cmd.Wait()
+	}()
+	var line string
+	select {
+	case line = <-lines:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("%s printed nothing in 2 minutes:\n%s", code, stderr.String())
+	}
+	m := regexp.MustCompile(`^export DATABASE_URL='([^']+)'\n$`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("%s printed %q, not an export line:\n%s", code, line, stderr.String())
+	}
+
+	r := runExampleOn(t, "basic", m[1], map[string]check{
+		"caught-up":    caughtUp,
+		"first-table":  tableShows(45, 7),
+		"second-table": tableShows(90, 13),
+	})
+	if t.Failed() {
+		return
+	}
+	if len(findLogs(r.logOf("projector"), "partition stopped", "partition", "0", "events_processed", "130")) != 1 {
+		t.Errorf("the projector does not say it processed 130 events:\n%s", r.logOf("projector"))
+	}
+	r.pool.Close()
+
+	// Ctrl+C in devdb's terminal stops the server and removes its directory.
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("esgen devdb still runs 30s after Ctrl+C:\n%s", stderr.String())
+	}
+	dir := regexp.MustCompile(`running in (\S+) `).FindStringSubmatch(stderr.String())
+	if dir == nil || !strings.Contains(stderr.String(), "removed "+dir[1]) {
+		t.Fatalf("esgen devdb does not say it removed its directory:\n%s", stderr.String())
+	}
+	if _, err := os.Stat(dir[1]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s is still there after Ctrl+C (%v)", dir[1], err)
+	}
 }

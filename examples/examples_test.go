@@ -120,9 +120,7 @@ func parseReadme(path string) ([]step, error) {
 			pending = nil
 		}
 		s.code = strings.Join(code, "\n") + "\n"
-		if s.kind != "skip" {
-			steps = append(steps, s)
-		}
+		steps = append(steps, s) // skip steps too: a test may run them its own way
 	}
 	if pending != nil {
 		return nil, fmt.Errorf("%s:%d: directive without a ```sh block after it", path, pending.line)
@@ -185,6 +183,12 @@ func (l *lockedFile) String() string {
 // given checks, and returns the runner for final assertions.
 func runExample(t *testing.T, name string, checks map[string]check) *runner {
 	t.Helper()
+	return runExampleOn(t, name, "", checks)
+}
+
+// runExampleOn is runExample with the database at url ("": a fresh one).
+func runExampleOn(t *testing.T, name, url string, checks map[string]check) *runner {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the example's programs; skipped with -short")
 	}
@@ -197,7 +201,9 @@ func runExample(t *testing.T, name string, checks map[string]check) *runner {
 		t.Fatal(err)
 	}
 	warmUp(t)
-	url := pgtest.NewEmptyDatabase(t)
+	if url == "" {
+		url = pgtest.NewEmptyDatabase(t)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pool, err := pgxpool.New(ctx, url)
@@ -693,7 +699,7 @@ func TestParseReadmeDirectives(t *testing.T) {
 	for _, s := range steps {
 		got += fmt.Sprintf("%s:%s:%q:%d;", s.kind, s.name, s.code, s.exit)
 	}
-	want := `run::"echo a\n":0;background:p:"./bin/p --flag\n":0;wait:ok:"":0;exits:p:"":1;`
+	want := `skip::"export X=1\n":0;run::"echo a\n":0;background:p:"./bin/p --flag\n":0;wait:ok:"":0;exits:p:"":1;`
 	if got != want {
 		t.Errorf("steps:\n got %s\nwant %s", got, want)
 	}
