@@ -23,7 +23,7 @@ import (
 //	--database          DATABASE_URL       PostgreSQL connection URL (required)
 //	--partition-key     PARTITION_KEY      the partition(s) to run: 0, a list 0,2, or all (default 0)
 //	--total-partitions  TOTAL_PARTITIONS   the partition count (default 1)
-//	--batch-size        BATCH_SIZE         events per transaction (default 100)
+//	--batch-size        BATCH_SIZE         events per transaction (default 500)
 //	--poll-interval     POLL_INTERVAL      longest wait for new events (default 1s)
 //	--no-notify         NO_NOTIFY=1        poll only, no LISTEN
 //	--max-retries       MAX_RETRIES        handler retries per event before stopping (default 5)
@@ -104,7 +104,7 @@ func parseSettings(p Projection, args []string, lookupEnv func(string) (string, 
 	fs.String("database", "", "PostgreSQL connection URL (env DATABASE_URL)")
 	fs.String("partition-key", "", "partition key(s) to run: 0, a list 0,2, or all (env PARTITION_KEY; default 0)")
 	fs.String("total-partitions", "", "partition count (env TOTAL_PARTITIONS; default 1)")
-	fs.String("batch-size", "", "events per transaction (env BATCH_SIZE; default 100)")
+	fs.String("batch-size", "", "events per transaction (env BATCH_SIZE; default 500)")
 	fs.String("poll-interval", "", "longest wait for new events, e.g. 1s (env POLL_INTERVAL)")
 	fs.String("max-retries", "", "handler retries per event before the partition stops (env MAX_RETRIES; default 5)")
 	fs.String("log-level", "", "debug, info, warn or error (env LOG_LEVEL; default info)")

@@ -59,7 +59,7 @@ func (p Projection) validate() error {
 
 // Defaults of [Config].
 const (
-	DefaultBatchSize        = 100
+	DefaultBatchSize        = 500
 	DefaultPollInterval     = time.Second
 	DefaultMaxRetries       = 5
 	DefaultRetryBackoff     = 100 * time.Millisecond
@@ -77,7 +77,10 @@ type Config struct {
 	// from the projection's current count, Run changes the layout (see the package
 	// documentation) or refuses an outdated count.
 	TotalPartitions int
-	// BatchSize is the number of events read and handled per transaction.
+	// BatchSize is the number of events read and handled per transaction. Bigger
+	// batches catch up faster, but a batch's transaction holds back every commit-safe
+	// reader on the server while it runs (and a failure redoes it), so keep BatchSize
+	// times the handler's time per event well under a second.
 	BatchSize int
 	// PollInterval is the longest wait for new events; with notifications on, an
 	// append wakes the workers at once. A jitter of up to 10% is added.

@@ -68,6 +68,8 @@ type worker struct {
 	failID       uuid.UUID
 	failAttempts int
 	limit        int // when > 0, the next batch's size (commits the events before a failing one)
+
+	next *eventstore.Position // the checkpoint this worker just committed, while catching up
 }
 
 // run processes the partition until ctx ends (nil) or it fails for good. hardCtx
@@ -189,28 +191,36 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	defer tx.Rollback(context.WithoutCancel(hardCtx))
 
 	key := dbsqlc.GetCheckpointParams{Projection: w.p.Name, Generation: w.gen, PartitionKey: int32(w.key)}
-	cp, err := queries.GetCheckpoint(ctx, tx, key)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && cp.Retired) {
-		return 0, false, w.layoutGone(hardCtx)
+	var from, headPos eventstore.Position
+	catchingUp := w.next != nil
+	if catchingUp {
+		// Right after a full batch this worker committed: it knows its checkpoint
+		// (the lock below checks it) and skips the head, as it is not caught up.
+		from, w.next = *w.next, nil
+	} else {
+		cp, err := queries.GetCheckpoint(ctx, tx, key)
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && cp.Retired) {
+			return 0, false, w.layoutGone(hardCtx)
+		}
+		if err != nil {
+			return 0, false, fmt.Errorf("read checkpoint: %w", err)
+		}
+		from = positionOf(cp)
+		// Everything at or before the visible head is final: when the read below
+		// returns less than a full batch, the checkpoint may move up to the head, past
+		// events of other partitions, other types, or handled by a retired layout.
+		head, err := queries.VisibleHead(ctx, tx)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return 0, false, fmt.Errorf("read the stream head: %w", err)
+		}
+		headPos = eventstore.Position{TransactionID: head.TransactionID.Uint64, GlobalPosition: head.GlobalPosition}
 	}
-	if err != nil {
-		return 0, false, fmt.Errorf("read checkpoint: %w", err)
-	}
-	from := positionOf(cp)
-	// Everything at or before the visible head is final: when the read below returns
-	// less than a full batch, the checkpoint may move up to the head, past events of
-	// other partitions, other types, or handled by a retired layout.
-	head, err := queries.VisibleHead(ctx, tx)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return 0, false, fmt.Errorf("read the stream head: %w", err)
-	}
-	headPos := eventstore.Position{TransactionID: head.TransactionID.Uint64, GlobalPosition: head.GlobalPosition}
 	types := w.p.EventTypes
 	if types == nil {
 		types = []string{}
 	}
 	rows, err := queries.ReadPartition(ctx, tx, dbsqlc.ReadPartitionParams{
-		AfterTransactionID: cp.LastTransactionID, AfterPosition: cp.LastPosition,
+		AfterTransactionID: xid8(from.TransactionID), AfterPosition: from.GlobalPosition,
 		TotalPartitions: int32(w.total), PartitionKey: int32(w.key), EventTypes: types,
 		SkipRetired: w.skipRetired, Projection: w.p.Name, BatchLimit: int32(limit),
 	})
@@ -219,7 +229,7 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	}
 	// An idle partition follows the head now and then (always while retired layouts
 	// exist, so that they can be dropped), not on every wake-up.
-	followHead := len(rows) < limit && from.Less(headPos) &&
+	followHead := !catchingUp && len(rows) < limit && from.Less(headPos) &&
 		(len(rows) > 0 || w.skipRetired || time.Since(w.lastIdle) >= w.cfg.PollInterval)
 	if len(rows) == 0 && !followHead {
 		return 0, false, nil
@@ -268,7 +278,7 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	moved, err := queries.AdvanceCheckpoint(hardCtx, tx, dbsqlc.AdvanceCheckpointParams{
 		NewTransactionID: xid8(to.TransactionID), NewPosition: to.GlobalPosition, Handled: int64(len(rows)),
 		Projection: w.p.Name, Generation: w.gen, PartitionKey: int32(w.key),
-		OldTransactionID: cp.LastTransactionID, OldPosition: cp.LastPosition,
+		OldTransactionID: xid8(from.TransactionID), OldPosition: from.GlobalPosition,
 	})
 	if err != nil {
 		var pgErr *pgconn.PgError
@@ -284,6 +294,9 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 		return 0, false, fmt.Errorf("commit batch up to %s: %w", to, err)
 	}
 	w.processed += int64(len(rows))
+	if full {
+		w.next = &to
+	}
 	if retried {
 		w.failID, w.failAttempts = uuid.Nil, 0
 	}
