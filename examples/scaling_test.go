@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -121,6 +122,35 @@ func TestScaling(t *testing.T) {
 			if len(stopped) != 1 || !strings.Contains(stopped[0]["error"], msg) ||
 				!strings.Contains(stopped[0]["error"], fmt.Sprintf("restart this worker with TOTAL_PARTITIONS=%d", c.to)) {
 				t.Errorf("%s did not stop saying %q:\n%s", w, msg, lastLines(r.logOf(w), 10))
+			}
+		}
+	}
+	// What each worker says it processed is what it committed: per layout, the workers'
+	// counts add up to the events handled with that partition count and key.
+	processed := func(name string) int64 {
+		var n int64
+		for _, rec := range findLogs(r.logOf(name), "partition stopped") {
+			v, _ := strconv.ParseInt(rec["events_processed"], 10, 64)
+			n += v
+		}
+		return n
+	}
+	for _, c := range []struct {
+		total   int
+		workers map[int][]string
+	}{
+		{1, map[int][]string{0: {"single", "final"}}},
+		{4, map[int][]string{0: {"w4-0"}, 1: {"w4-1"}, 2: {"w4-2"}, 3: {"w4-3"}}},
+		{2, map[int][]string{0: {"w2-0"}, 1: {"w2-1"}}},
+	} {
+		handled := handledBy(t, r, c.total)
+		for key, names := range c.workers {
+			var sum int64
+			for _, name := range names {
+				sum += processed(name)
+			}
+			if sum != handled[key] {
+				t.Errorf("%v logged %d events processed, but %d were handled by partition %d of %d", names, sum, handled[key], key, c.total)
 			}
 		}
 	}
