@@ -658,6 +658,23 @@ func TestReadmes(t *testing.T) {
 		for n := range running {
 			t.Errorf("%s/README.md: %s is started in the background but never stopped", name, n)
 		}
+		// Every migration, esgen's (a new one appears with go generate) and the read
+		// model's, is applied by the README's psql command.
+		var psql string
+		for _, s := range steps {
+			if s.kind == "run" && strings.Contains(s.code, "psql") && strings.Contains(s.code, "ON_ERROR_STOP") {
+				psql += s.code
+			}
+		}
+		files, _ := filepath.Glob(filepath.Join(name, "sql", "migrations", "*.sql"))
+		if len(files) < 3 {
+			t.Errorf("%s: %d migrations; want esgen's and the read model's", name, len(files))
+		}
+		for _, f := range files {
+			if !strings.Contains(psql, "-f sql/migrations/"+filepath.Base(f)) {
+				t.Errorf("%s/README.md does not apply %s with psql", name, f)
+			}
+		}
 	}
 	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
 		if err != nil {
