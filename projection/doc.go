@@ -22,7 +22,9 @@
 // duplicate workers happen. When a read finds less than a full batch, everything up
 // to the visible head of the stream is final, and an idle partition's checkpoint moves
 // up to it now and then; so a partition that receives few events still keeps up with
-// the stream (which matters when the partition count changes).
+// the stream (which matters when the partition count changes). While catching up
+// (the previous batch was full) a worker reuses the checkpoint it just committed
+// instead of reading it again; the lock in step 2 still checks it.
 //
 // An empty read waits for a notification (esgen_append runs pg_notify on the channel
 // esgen_events; one dedicated connection per [Run] listens and wakes every partition)
@@ -78,6 +80,19 @@
 // worker started with a count that the projection used before the current one is
 // taken for a stale deployment and refused with an [*OutdatedCountError], unless
 // Config.Rescale (--rescale) says to switch back on purpose.
+//
+// # Design notes
+//
+// Beyond the plain loop (lock, read, handle, compare-and-set, commit) three choices
+// matter. Reading before locking keeps idle polls free of transaction ids: a
+// transaction with an id holds back every commit-safe reader on the server, so only
+// batches with work take one, and two workers of one partition still take turns (the
+// second finds the checkpoint moved and is fenced off). Letting an idle partition's
+// checkpoint follow the visible head keeps the watermark of a later switch close to the
+// head, so a switch re-scans little, and lets retired layouts be dropped soon after a
+// switch. Keeping retired checkpoints instead of merging them into one position is
+// what makes a switch exact when the old partitions were uneven: no single position
+// separates handled from unhandled events then.
 //
 // # Running
 //
