@@ -163,6 +163,7 @@ func (r *runner) measureAppend(ctx context.Context, pool *pgxpool.Pool, s append
 	}
 	calls := s.events / s.perCall
 	r.resetStatements(ctx, pool)
+	cpu0 := cpuTime()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, s.writers)
@@ -197,6 +198,7 @@ func (r *runner) measureAppend(ctx context.Context, pool *pgxpool.Pool, s append
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	close(errs)
 	if err := <-errs; err != nil {
 		return Result{}, err
@@ -210,7 +212,7 @@ func (r *runner) measureAppend(ctx context.Context, pool *pgxpool.Pool, s append
 		return Result{}, fmt.Errorf("%d events stored, %d written", stored, events)
 	}
 	return Result{Group: GroupAppend, Name: name, Events: events, Seconds: elapsed.Seconds(),
-		EventsPerSec: float64(events) / elapsed.Seconds(), Server: r.serverTime(ctx, pool)}, nil
+		EventsPerSec: float64(events) / elapsed.Seconds(), ClientCPUSeconds: cpu.Seconds(), Server: r.serverTime(ctx, pool)}, nil
 }
 
 // resetEvents empties the event tables so each append scenario starts alike.

@@ -136,8 +136,8 @@ func (r *runner) catchUpGroup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.note("catch-up stream: %d events over %d aggregates, loaded in %.1f s by INSERT … SELECT (and vacuumed)",
-		n, n/eventsPerAggregate, time.Since(start).Seconds())
+	r.note("catch-up stream: %d events over %d aggregates, loaded in %.1f s by INSERT … SELECT (and vacuumed); projections run with the runtime's default batch size (%d) unless the row says otherwise",
+		n, n/eventsPerAggregate, time.Since(start).Seconds(), projection.DefaultBatchSize)
 	if _, err := pool.Exec(ctx, readModelDDL); err != nil {
 		return err
 	}
@@ -275,6 +275,7 @@ func (r *runner) rawRead(ctx context.Context, pool *pgxpool.Pool, url string) (R
 	}
 	r.resetStatements(ctx, pool)
 	stopMem := peakHeap()
+	cpu0 := cpuTime()
 	start := time.Now()
 	rows, err := conn.Query(ctx, `
 SELECT global_position, transaction_id, event_id, aggregate_type, aggregate_id, aggregate_version,
@@ -309,6 +310,7 @@ ORDER BY transaction_id, global_position`)
 	}
 	rows.Close()
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	peak := stopMem()
 	err = rows.Err()
 	conn.Close(ctx)
@@ -321,7 +323,7 @@ ORDER BY transaction_id, global_position`)
 	}
 	return Result{Group: GroupCatchUp, Name: rawReadName, Raw: true, Events: count, Seconds: elapsed.Seconds(),
 		EventsPerSec: float64(count) / elapsed.Seconds(), RowsScanned: after - before, RowsReturned: count, PeakMemBytes: peak,
-		Server: r.serverTime(ctx, pool)}, nil
+		ClientCPUSeconds: cpu.Seconds(), Server: r.serverTime(ctx, pool)}, nil
 }
 
 // inProcess runs spec in this process on a pool of its own.
@@ -336,7 +338,9 @@ func (r *runner) inProcess(ctx context.Context, statsPool *pgxpool.Pool, url str
 	}
 	r.resetStatements(ctx, statsPool)
 	stopMem := peakHeap()
+	cpu0 := cpuTime()
 	handled, elapsed, err := catchUp(ctx, pool, spec)
+	cpu := cpuTime() - cpu0
 	peak := stopMem()
 	pool.Close()
 	if err != nil {
@@ -347,7 +351,8 @@ func (r *runner) inProcess(ctx context.Context, statsPool *pgxpool.Pool, url str
 		return Result{}, err
 	}
 	return Result{Group: GroupCatchUp, Events: handled, Seconds: elapsed.Seconds(), EventsPerSec: float64(handled) / elapsed.Seconds(),
-		RowsScanned: after - before, RowsReturned: handled, PeakMemBytes: peak, Server: r.serverTime(ctx, statsPool)}, nil
+		RowsScanned: after - before, RowsReturned: handled, PeakMemBytes: peak, ClientCPUSeconds: cpu.Seconds(),
+		Server: r.serverTime(ctx, statsPool)}, nil
 }
 
 // explainBatch notes what one batch query of partition 0 of 4 reads: the partition

@@ -67,6 +67,9 @@ type Result struct {
 	P50Ms        float64 `json:"p50_ms,omitempty"`
 	P99Ms        float64 `json:"p99_ms,omitempty"`
 	Note         string  `json:"note,omitempty"`
+	// ClientCPUSeconds is the CPU time of the Go side (this process, or the worker
+	// processes together) during the scenario.
+	ClientCPUSeconds float64 `json:"client_cpu_seconds,omitempty"`
 	// Server is the server's time by statement (with pg_stat_statements only).
 	Server *ServerTime `json:"server,omitempty"`
 }
@@ -143,14 +146,18 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	}
 	first := true
 	for _, r := range rep.Results {
-		if r.Server == nil {
+		if r.Server == nil && r.ClientCPUSeconds == 0 {
 			continue
 		}
 		if first {
-			fmt.Fprintln(w, "\nwhere the server's time went (pg_stat_statements):")
+			fmt.Fprintln(w, "\nwhere the time went (client: this process or the workers; server: pg_stat_statements):")
 			first = false
 		}
-		fmt.Fprintf(w, "- %s: %.2f s wall; %s\n", r.Name, r.Seconds, r.Server)
+		line := fmt.Sprintf("- %s: %.2f s wall; client CPU %.2f s", r.Name, r.Seconds, r.ClientCPUSeconds)
+		if r.Server != nil {
+			line += "; " + r.Server.String()
+		}
+		fmt.Fprintln(w, line)
 	}
 	if len(rep.Notes) > 0 {
 		fmt.Fprintln(w)

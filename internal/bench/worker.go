@@ -150,6 +150,7 @@ func (r *runner) processes(ctx context.Context, statsPool *pgxpool.Pool, spec ca
 	var handled int64
 	var end time.Time
 	var peakRSS uint64
+	var cpu time.Duration
 	var errs []error
 	for k, p := range procs {
 		line, _ := p.out.ReadString('\n')
@@ -169,6 +170,7 @@ func (r *runner) processes(ctx context.Context, statsPool *pgxpool.Pool, spec ca
 		}
 		if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			peakRSS = max(peakRSS, uint64(ru.Maxrss)<<10) // Linux reports KiB
+			cpu += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -180,5 +182,6 @@ func (r *runner) processes(ctx context.Context, statsPool *pgxpool.Pool, spec ca
 		return Result{}, err
 	}
 	return Result{Group: GroupCatchUp, Events: handled, Seconds: elapsed.Seconds(), EventsPerSec: float64(handled) / elapsed.Seconds(),
-		RowsScanned: after - before, RowsReturned: handled, PeakMemBytes: peakRSS, Server: r.serverTime(ctx, statsPool)}, nil
+		RowsScanned: after - before, RowsReturned: handled, PeakMemBytes: peakRSS, ClientCPUSeconds: cpu.Seconds(),
+		Server: r.serverTime(ctx, statsPool)}, nil
 }
