@@ -205,15 +205,12 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 		if err != nil {
 			return 0, false, fmt.Errorf("read checkpoint: %w", err)
 		}
-		from = positionOf(cp)
-		// Everything at or before the visible head is final: when the read below
-		// returns less than a full batch, the checkpoint may move up to the head, past
-		// events of other partitions, other types, or handled by a retired layout.
-		head, err := queries.VisibleHead(ctx, tx)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return 0, false, fmt.Errorf("read the stream head: %w", err)
-		}
-		headPos = eventstore.Position{TransactionID: head.TransactionID.Uint64, GlobalPosition: head.GlobalPosition}
+		from = eventstore.Position{TransactionID: cp.LastTransactionID.Uint64, GlobalPosition: cp.LastPosition}
+		// Everything at or before the visible head (read with the checkpoint, before
+		// the events) is final: when the read below returns less than a full batch,
+		// the checkpoint may move up to the head, past events of other partitions,
+		// other types, or handled by a retired layout.
+		headPos = eventstore.Position{TransactionID: cp.HeadTransactionID.Uint64, GlobalPosition: cp.HeadPosition}
 	}
 	types := w.p.EventTypes
 	if types == nil {

@@ -142,10 +142,18 @@ func (q *Queries) DeleteProjection(ctx context.Context, db DBTX, name string) (i
 }
 
 const getCheckpoint = `-- name: GetCheckpoint :one
-SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
-       events_handled, retired, updated_at
-FROM esgen_checkpoints
-WHERE projection = $1::text AND generation = $2::bigint AND partition_key = $3::integer
+SELECT c.projection, c.generation, c.partition_key, c.partition_count, c.last_transaction_id, c.last_position,
+       c.events_handled, c.retired, c.updated_at,
+       coalesce(h.transaction_id, '0'::xid8)::xid8 AS head_transaction_id,
+       coalesce(h.global_position, 0)::bigint AS head_position
+FROM esgen_checkpoints c
+LEFT JOIN LATERAL (
+    SELECT e.transaction_id, e.global_position
+    FROM esgen_events e
+    WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY e.transaction_id DESC, e.global_position DESC
+    LIMIT 1) h ON true
+WHERE c.projection = $1::text AND c.generation = $2::bigint AND c.partition_key = $3::integer
 `
 
 type GetCheckpointParams struct {
@@ -154,11 +162,27 @@ type GetCheckpointParams struct {
 	PartitionKey int32
 }
 
+type GetCheckpointRow struct {
+	Projection        string
+	Generation        int64
+	PartitionKey      int32
+	PartitionCount    int32
+	LastTransactionID pgtype.Uint64
+	LastPosition      int64
+	EventsHandled     int64
+	Retired           bool
+	UpdatedAt         pgtype.Timestamptz
+	HeadTransactionID pgtype.Uint64
+	HeadPosition      int64
+}
+
 // A partition's checkpoint, not locked (a batch reads first and locks only when it has
-// work, so an idle poll takes no transaction id).
-func (q *Queries) GetCheckpoint(ctx context.Context, db DBTX, arg GetCheckpointParams) (EsgenCheckpoint, error) {
+// work, so an idle poll takes no transaction id), with the visible head of the stream
+// (the last position a commit-safe reader can see now, at or before which no event
+// can ever appear; 0/0 when there is none) in the same round trip.
+func (q *Queries) GetCheckpoint(ctx context.Context, db DBTX, arg GetCheckpointParams) (GetCheckpointRow, error) {
 	row := db.QueryRow(ctx, getCheckpoint, arg.Projection, arg.Generation, arg.PartitionKey)
-	var i EsgenCheckpoint
+	var i GetCheckpointRow
 	err := row.Scan(
 		&i.Projection,
 		&i.Generation,
@@ -169,6 +193,8 @@ func (q *Queries) GetCheckpoint(ctx context.Context, db DBTX, arg GetCheckpointP
 		&i.EventsHandled,
 		&i.Retired,
 		&i.UpdatedAt,
+		&i.HeadTransactionID,
+		&i.HeadPosition,
 	)
 	return i, err
 }
@@ -576,26 +602,4 @@ type SwitchLayoutParams struct {
 func (q *Queries) SwitchLayout(ctx context.Context, db DBTX, arg SwitchLayoutParams) error {
 	_, err := db.Exec(ctx, switchLayout, arg.PartitionCount, arg.Generation, arg.Name)
 	return err
-}
-
-const visibleHead = `-- name: VisibleHead :one
-SELECT transaction_id, global_position
-FROM esgen_events
-WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY transaction_id DESC, global_position DESC
-LIMIT 1
-`
-
-type VisibleHeadRow struct {
-	TransactionID  pgtype.Uint64
-	GlobalPosition int64
-}
-
-// The last position of the stream that a commit-safe reader can see now (no row when
-// there is none). No event can ever appear at or before it.
-func (q *Queries) VisibleHead(ctx context.Context, db DBTX) (VisibleHeadRow, error) {
-	row := db.QueryRow(ctx, visibleHead)
-	var i VisibleHeadRow
-	err := row.Scan(&i.TransactionID, &i.GlobalPosition)
-	return i, err
 }

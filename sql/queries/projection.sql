@@ -77,11 +77,21 @@ WHERE d.projection = @projection::text AND d.retired
 
 -- name: GetCheckpoint :one
 -- A partition's checkpoint, not locked (a batch reads first and locks only when it has
--- work, so an idle poll takes no transaction id).
-SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
-       events_handled, retired, updated_at
-FROM esgen_checkpoints
-WHERE projection = @projection::text AND generation = @generation::bigint AND partition_key = @partition_key::integer;
+-- work, so an idle poll takes no transaction id), with the visible head of the stream
+-- (the last position a commit-safe reader can see now, at or before which no event
+-- can ever appear; 0/0 when there is none) in the same round trip.
+SELECT c.projection, c.generation, c.partition_key, c.partition_count, c.last_transaction_id, c.last_position,
+       c.events_handled, c.retired, c.updated_at,
+       coalesce(h.transaction_id, '0'::xid8)::xid8 AS head_transaction_id,
+       coalesce(h.global_position, 0)::bigint AS head_position
+FROM esgen_checkpoints c
+LEFT JOIN LATERAL (
+    SELECT e.transaction_id, e.global_position
+    FROM esgen_events e
+    WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY e.transaction_id DESC, e.global_position DESC
+    LIMIT 1) h ON true
+WHERE c.projection = @projection::text AND c.generation = @generation::bigint AND c.partition_key = @partition_key::integer;
 
 -- name: LockCheckpoint :one
 -- A partition's checkpoint, locked for the batch.
@@ -90,15 +100,6 @@ SELECT projection, generation, partition_key, partition_count, last_transaction_
 FROM esgen_checkpoints
 WHERE projection = @projection::text AND generation = @generation::bigint AND partition_key = @partition_key::integer
 FOR UPDATE;
-
--- name: VisibleHead :one
--- The last position of the stream that a commit-safe reader can see now (no row when
--- there is none). No event can ever appear at or before it.
-SELECT transaction_id, global_position
-FROM esgen_events
-WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY transaction_id DESC, global_position DESC
-LIMIT 1;
 
 -- name: HasRetired :one
 SELECT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE projection = @projection::text AND retired)::boolean AS has_retired;
