@@ -60,6 +60,7 @@ type worker struct {
 	wake  *broadcast
 	log   *slog.Logger
 
+	indexed     bool  // esgen_events has an index on (partition_hash % total): read through it
 	processed   int64 // events handled by this worker
 	skipRetired bool  // retired layouts exist: filter out what they handled
 	lastIdle    time.Time
@@ -75,7 +76,11 @@ type worker struct {
 // run processes the partition until ctx ends (nil) or it fails for good. hardCtx
 // bounds the batch in hand after ctx ended.
 func (w *worker) run(ctx, hardCtx context.Context) error {
-	w.log.Info("partition started", "batch_size", w.cfg.BatchSize, "generation", w.gen, "notify", !w.cfg.DisableNotify)
+	if w.total > 1 {
+		// An index for this partition count lets the partition read only its own rows.
+		w.indexed, _ = queries.HasPartitionIndex(ctx, w.pool, int32(w.total))
+	}
+	w.log.Info("partition started", "batch_size", w.cfg.BatchSize, "generation", w.gen, "notify", !w.cfg.DisableNotify, "partition_index", w.indexed)
 	lastReport, reported := time.Now(), int64(0)
 	defer func() {
 		w.log.Info("partition stopped", "events_processed", w.processed)
@@ -216,11 +221,17 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	if types == nil {
 		types = []string{}
 	}
-	rows, err := queries.ReadPartition(ctx, tx, dbsqlc.ReadPartitionParams{
+	params := dbsqlc.ReadPartitionParams{
 		AfterTransactionID: xid8(from.TransactionID), AfterPosition: from.GlobalPosition,
 		TotalPartitions: int32(w.total), PartitionKey: int32(w.key), EventTypes: types,
 		SkipRetired: w.skipRetired, Projection: w.p.Name, BatchLimit: int32(limit),
-	})
+	}
+	var rows []dbsqlc.EsgenEvent
+	if w.indexed {
+		rows, err = readIndexed(ctx, tx, w.total, w.key, params)
+	} else {
+		rows, err = queries.ReadPartition(ctx, tx, params)
+	}
 	if err != nil {
 		return 0, false, fmt.Errorf("read partition after %s: %w", from, err)
 	}

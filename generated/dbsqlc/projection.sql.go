@@ -220,6 +220,22 @@ func (q *Queries) GetProjection(ctx context.Context, db DBTX, name string) (Esge
 	return i, err
 }
 
+const hasPartitionIndex = `-- name: HasPartitionIndex :one
+SELECT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_index i
+    WHERE i.indrelid = 'esgen_events'::regclass AND i.indisvalid
+      AND pg_get_indexdef(i.indexrelid, 1, true) = '(partition_hash % ' || $1::integer || '::bigint)'
+)::boolean AS has_index
+`
+
+// Whether a valid index on esgen_events starts with (partition_hash % n) for this n.
+func (q *Queries) HasPartitionIndex(ctx context.Context, db DBTX, totalPartitions int32) (bool, error) {
+	row := db.QueryRow(ctx, hasPartitionIndex, totalPartitions)
+	var has_index bool
+	err := row.Scan(&has_index)
+	return has_index, err
+}
+
 const hasRetired = `-- name: HasRetired :one
 SELECT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE projection = $1::text AND retired)::boolean AS has_retired
 `
@@ -480,7 +496,7 @@ SELECT e.global_position, e.transaction_id, e.event_id, e.aggregate_type, e.aggr
 FROM esgen_events e
 WHERE (e.transaction_id, e.global_position) > ($1::xid8, $2::bigint)
   AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-  AND ($3::integer <= 1 OR e.partition_hash % $3::integer = $4::integer)
+  AND ($3::integer <= 1 OR esgen_in_partition(e.partition_hash, $3::integer, $4::integer))
   AND (cardinality($5::text[]) = 0 OR e.event_type = ANY ($5::text[]))
   AND (NOT $6::boolean OR NOT EXISTS (
       SELECT 1 FROM esgen_checkpoints r
@@ -504,7 +520,8 @@ type ReadPartitionParams struct {
 
 // Reads a partition after its checkpoint in commit-safe order (see ReadAll in
 // events.sql). With skip_retired, events that a retired layout of the projection
-// already handled are left out.
+// already handled are left out. The partition filter goes through esgen_in_partition
+// so that the planner keeps to the commit-order index (see 002_projections.sql).
 func (q *Queries) ReadPartition(ctx context.Context, db DBTX, arg ReadPartitionParams) ([]EsgenEvent, error) {
 	rows, err := db.Query(ctx, readPartition,
 		arg.AfterTransactionID,

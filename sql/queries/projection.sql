@@ -101,19 +101,28 @@ FROM esgen_checkpoints
 WHERE projection = @projection::text AND generation = @generation::bigint AND partition_key = @partition_key::integer
 FOR UPDATE;
 
+-- name: HasPartitionIndex :one
+-- Whether a valid index on esgen_events starts with (partition_hash % n) for this n.
+SELECT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_index i
+    WHERE i.indrelid = 'esgen_events'::regclass AND i.indisvalid
+      AND pg_get_indexdef(i.indexrelid, 1, true) = '(partition_hash % ' || @total_partitions::integer || '::bigint)'
+)::boolean AS has_index;
+
 -- name: HasRetired :one
 SELECT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE projection = @projection::text AND retired)::boolean AS has_retired;
 
 -- name: ReadPartition :many
 -- Reads a partition after its checkpoint in commit-safe order (see ReadAll in
 -- events.sql). With skip_retired, events that a retired layout of the projection
--- already handled are left out.
+-- already handled are left out. The partition filter goes through esgen_in_partition
+-- so that the planner keeps to the commit-order index (see 002_projections.sql).
 SELECT e.global_position, e.transaction_id, e.event_id, e.aggregate_type, e.aggregate_id, e.aggregate_version,
        e.event_type, e.event_version, e.partition_hash, e.payload, e.metadata, e.correlation_id, e.causation_id, e.created_at
 FROM esgen_events e
 WHERE (e.transaction_id, e.global_position) > (@after_transaction_id::xid8, @after_position::bigint)
   AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-  AND (@total_partitions::integer <= 1 OR e.partition_hash % @total_partitions::integer = @partition_key::integer)
+  AND (@total_partitions::integer <= 1 OR esgen_in_partition(e.partition_hash, @total_partitions::integer, @partition_key::integer))
   AND (cardinality(@event_types::text[]) = 0 OR e.event_type = ANY (@event_types::text[]))
   AND (NOT @skip_retired::boolean OR NOT EXISTS (
       SELECT 1 FROM esgen_checkpoints r
