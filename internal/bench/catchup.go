@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -218,7 +219,7 @@ func (r *runner) catchUpGroup(ctx context.Context) error {
 	if again.EventsPerSec > raw.EventsPerSec {
 		r.report.Results[rawAt] = again
 	}
-	return r.explainBatch(ctx, pool)
+	return r.explainBatch(ctx, pool, n)
 }
 
 // partitionCounts returns the number of events in each partition of total.
@@ -355,34 +356,49 @@ func (r *runner) inProcess(ctx context.Context, statsPool *pgxpool.Pool, url str
 		Server: r.serverTime(ctx, statsPool)}, nil
 }
 
-// explainBatch notes what one batch query of partition 0 of 4 reads: the partition
-// filter runs on rows that the commit-order index returns.
-func (r *runner) explainBatch(ctx context.Context, pool *pgxpool.Pool) error {
-	var plan []byte
-	err := pool.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
+// explainBatch notes what one batch query of partition 0 of 4 reads from the start, the
+// middle and nine tenths into the stream: the partition filter runs on the rows that
+// the scan of esgen_events returns, and the plan may change with the position.
+func (r *runner) explainBatch(ctx context.Context, pool *pgxpool.Pool, streamLen int) error {
+	var parts []string
+	for _, at := range []int{0, 50, 90} {
+		var tx, pos int64
+		if at > 0 {
+			err := pool.QueryRow(ctx, `SELECT transaction_id::text::bigint, global_position FROM esgen_events
+ORDER BY transaction_id, global_position OFFSET $1 LIMIT 1`, streamLen*at/100).Scan(&tx, &pos)
+			if err != nil {
+				return fmt.Errorf("explain: %w", err)
+			}
+		}
+		var plan []byte
+		err := pool.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
 SELECT e.global_position, e.transaction_id, e.event_id, e.aggregate_type, e.aggregate_id, e.aggregate_version,
        e.event_type, e.event_version, e.partition_hash, e.payload, e.metadata, e.correlation_id, e.causation_id, e.created_at
 FROM esgen_events e
-WHERE (e.transaction_id, e.global_position) > ('0'::xid8, 0::bigint)
+WHERE (e.transaction_id, e.global_position) > ($4::text::xid8, $5::bigint)
   AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
   AND ($1::integer <= 1 OR e.partition_hash % $1::integer = $2::integer)
 ORDER BY e.transaction_id, e.global_position
-LIMIT $3::integer`, catchUpPartitions, 0, projection.DefaultBatchSize).Scan(&plan)
-	if err != nil {
-		return fmt.Errorf("explain: %w", err)
+LIMIT $3::integer`, catchUpPartitions, 0, projection.DefaultBatchSize, fmt.Sprint(tx), pos).Scan(&plan)
+		if err != nil {
+			return fmt.Errorf("explain: %w", err)
+		}
+		var doc []struct {
+			Plan planNode `json:"Plan"`
+			Ms   float64  `json:"Execution Time"`
+		}
+		if err := json.Unmarshal(plan, &doc); err != nil || len(doc) == 0 {
+			return fmt.Errorf("explain: %v", err)
+		}
+		scan := doc[0].Plan.find(func(p *planNode) bool { return p.RelationName == "esgen_events" })
+		if scan == nil {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("at %d%%: %s kept %d rows, removed %d (%d buffers, %.1f ms)",
+			at, scan.NodeType, scan.ActualRows, scan.RowsRemovedByFilter, scan.SharedHitBlocks+scan.SharedReadBlocks, doc[0].Ms))
 	}
-	var doc []struct {
-		Plan planNode `json:"Plan"`
-	}
-	if err := json.Unmarshal(plan, &doc); err != nil || len(doc) == 0 {
-		return fmt.Errorf("explain: %v", err)
-	}
-	scan := doc[0].Plan.find(func(p *planNode) bool { return p.RelationName == "esgen_events" })
-	if scan == nil {
-		return nil
-	}
-	r.note("one batch of partition 0/%d (LIMIT %d): %s on esgen_events returned %d rows and removed %d by the partition filter (%d buffers hit, %d read)",
-		catchUpPartitions, projection.DefaultBatchSize, scan.NodeType, scan.ActualRows, scan.RowsRemovedByFilter, scan.SharedHitBlocks, scan.SharedReadBlocks)
+	r.note("EXPLAIN ANALYZE of one batch of partition 0/%d (LIMIT %d) from a position into the stream: %s",
+		catchUpPartitions, projection.DefaultBatchSize, strings.Join(parts, "; "))
 	return nil
 }
 
