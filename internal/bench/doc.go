@@ -17,6 +17,10 @@
 //   - Gap safety: catch-up and latency while an unrelated transaction with a
 //     transaction id stays open.
 //
+// Each scenario also records the CPU time of the Go side and, where the server has
+// pg_stat_statements loaded (the throw-away cluster does), the server's time by
+// statement, so the report can say where the time went.
+//
 // Worker processes are the running binary started again with [WorkerEnv] set: a binary
 // that runs benchmarks calls [RunWorkerIfRequested] first thing (cmd/esgen and this
 // package's tests do), or names a separate worker binary in Config.WorkerBinary (see
