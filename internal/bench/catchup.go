@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -333,7 +334,7 @@ func (r *runner) inProcess(ctx context.Context, statsPool *pgxpool.Pool, url str
 	if err != nil {
 		return Result{}, err
 	}
-	pool, err := newPool(ctx, url, int32(len(spec.Partitions)+2))
+	pool, err := newTracedPool(ctx, url, int32(len(spec.Partitions)+2), &r.readPartition)
 	if err != nil {
 		return Result{}, err
 	}
@@ -357,31 +358,35 @@ func (r *runner) inProcess(ctx context.Context, statsPool *pgxpool.Pool, url str
 }
 
 // explainBatch notes what one batch query of partition 0 of 4 reads from the start, the
-// middle and nine tenths into the stream: the partition filter runs on the rows that
-// the scan of esgen_events returns, and the plan may change with the position.
+// middle and nine tenths into the stream, as EXPLAIN (ANALYZE) shows it: how many rows
+// the scan of esgen_events read for the batch, and whether the plan changes with the
+// position. The query is the runtime's own, captured from an in-process run ($1, $2 the
+// position after which to read, $3 the partition count, $4 the key, $5 the event types,
+// $6 skip retired layouts, $7 the projection, $8 the batch size).
 func (r *runner) explainBatch(ctx context.Context, pool *pgxpool.Pool, streamLen int) error {
+	query := r.readPartition.SQL()
+	if query == "" {
+		r.note("no EXPLAIN of a batch: the runtime's read query was not seen")
+		return nil
+	}
 	var parts []string
 	for _, at := range []int{0, 50, 90} {
-		var tx, pos int64
+		var tx pgtype.Uint64
+		var pos int64
 		if at > 0 {
-			err := pool.QueryRow(ctx, `SELECT transaction_id::text::bigint, global_position FROM esgen_events
+			err := pool.QueryRow(ctx, `SELECT transaction_id, global_position FROM esgen_events
 ORDER BY transaction_id, global_position OFFSET $1 LIMIT 1`, streamLen*at/100).Scan(&tx, &pos)
 			if err != nil {
 				return fmt.Errorf("explain: %w", err)
 			}
 		}
+		tx.Valid = true
 		var plan []byte
-		err := pool.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
-SELECT e.global_position, e.transaction_id, e.event_id, e.aggregate_type, e.aggregate_id, e.aggregate_version,
-       e.event_type, e.event_version, e.partition_hash, e.payload, e.metadata, e.correlation_id, e.causation_id, e.created_at
-FROM esgen_events e
-WHERE (e.transaction_id, e.global_position) > ($4::text::xid8, $5::bigint)
-  AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-  AND ($1::integer <= 1 OR e.partition_hash % $1::integer = $2::integer)
-ORDER BY e.transaction_id, e.global_position
-LIMIT $3::integer`, catchUpPartitions, 0, projection.DefaultBatchSize, fmt.Sprint(tx), pos).Scan(&plan)
+		err := pool.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) `+query,
+			tx, pos, catchUpPartitions, 0, []string{}, false, "bench_explain", projection.DefaultBatchSize).Scan(&plan)
 		if err != nil {
-			return fmt.Errorf("explain: %w", err)
+			r.note("no EXPLAIN of a batch: %v", err)
+			return nil
 		}
 		var doc []struct {
 			Plan planNode `json:"Plan"`
@@ -394,10 +399,11 @@ LIMIT $3::integer`, catchUpPartitions, 0, projection.DefaultBatchSize, fmt.Sprin
 		if scan == nil {
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("at %d%%: %s kept %d rows, removed %d (%d buffers, %.1f ms)",
-			at, scan.NodeType, scan.ActualRows, scan.RowsRemovedByFilter, scan.SharedHitBlocks+scan.SharedReadBlocks, doc[0].Ms))
+		parts = append(parts, fmt.Sprintf("at %d%%: %s using %s kept %d rows, removed %d (%d buffers, %.1f ms)",
+			at, scan.NodeType, cmp.Or(scan.IndexName, "no index"), scan.ActualRows, scan.RowsRemovedByFilter,
+			scan.SharedHitBlocks+scan.SharedReadBlocks, doc[0].Ms))
 	}
-	r.note("EXPLAIN ANALYZE of one batch of partition 0/%d (LIMIT %d) from a position into the stream: %s",
+	r.note("EXPLAIN ANALYZE of the runtime's batch query for partition 0/%d (LIMIT %d) from a position into the stream: %s",
 		catchUpPartitions, projection.DefaultBatchSize, strings.Join(parts, "; "))
 	return nil
 }
@@ -405,6 +411,7 @@ LIMIT $3::integer`, catchUpPartitions, 0, projection.DefaultBatchSize, fmt.Sprin
 type planNode struct {
 	NodeType            string     `json:"Node Type"`
 	RelationName        string     `json:"Relation Name"`
+	IndexName           string     `json:"Index Name"`
 	ActualRows          int64      `json:"Actual Rows"`
 	RowsRemovedByFilter int64      `json:"Rows Removed by Filter"`
 	SharedHitBlocks     int64      `json:"Shared Hit Blocks"`
