@@ -115,14 +115,20 @@ SELECT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE projection = @projection::t
 -- name: ReadPartition :many
 -- Reads a partition after its checkpoint in commit-safe order (see ReadAll in
 -- events.sql). With skip_retired, events that a retired layout of the projection
--- already handled are left out. The partition filter goes through esgen_in_partition
--- so that the planner keeps to the commit-order index (see 002_projections.sql).
+-- already handled are left out.
+--
+-- "OR (SELECT false)" never matches (it is computed once per execution), but it keeps
+-- the planner on the commit-order index: it has no statistics for partition_hash % n
+-- and guesses that 0.5% of the rows match, so near the end of a large stream it
+-- expects a batch to need every remaining row and picks a bitmap scan of all of them
+-- plus a sort (43 ms instead of 1 ms per batch on 1,000,000 events, 4 partitions).
+-- The OR with an unknown boolean raises its guess to about a half.
 SELECT e.global_position, e.transaction_id, e.event_id, e.aggregate_type, e.aggregate_id, e.aggregate_version,
        e.event_type, e.event_version, e.partition_hash, e.payload, e.metadata, e.correlation_id, e.causation_id, e.created_at
 FROM esgen_events e
 WHERE (e.transaction_id, e.global_position) > (@after_transaction_id::xid8, @after_position::bigint)
   AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-  AND (@total_partitions::integer <= 1 OR esgen_in_partition(e.partition_hash, @total_partitions::integer, @partition_key::integer))
+  AND (@total_partitions::integer <= 1 OR e.partition_hash % @total_partitions::integer = @partition_key::integer OR (SELECT false))
   AND (cardinality(@event_types::text[]) = 0 OR e.event_type = ANY (@event_types::text[]))
   AND (NOT @skip_retired::boolean OR NOT EXISTS (
       SELECT 1 FROM esgen_checkpoints r
