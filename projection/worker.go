@@ -178,7 +178,7 @@ func (w *worker) refreshRetired(ctx context.Context) {
 	w.skipRetired = has
 }
 
-// batch runs one transaction: lock the checkpoint, read, handle, move the checkpoint.
+// batch runs one transaction: read, lock the checkpoint, handle, move the checkpoint.
 // It reports how many events it handled and whether the read was full (more may be
 // waiting).
 func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err error) {
