@@ -210,3 +210,32 @@ func TestPoisonEventStopsOnlyItsPartition(t *testing.T) {
 	}
 	checkReadModel(t, pool)
 }
+
+// SIGTERM while a batch is in hand: the worker finishes and commits it, then exits 0.
+func TestSIGTERMFinishesBatchInHand(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url, pool := newReadModelDB(t)
+	appendN(t, pool, "agg", 100, 1)
+	w := startWorker(t, "slow", withAppName(t, url, "worker-slow"), "BATCH_SIZE=20", "TESTWORKER_SLEEP=20ms")
+	waitFor(t, time.Minute, "the worker inside a batch", func() bool {
+		return count(t, pool, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'worker-slow'
+			AND backend_xid IS NOT NULL AND state <> 'idle'`) > 0
+	})
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := w.wait(t, time.Minute); code != 0 {
+		t.Fatalf("exit %d after SIGTERM:\n%s", code, w.Output())
+	}
+	st, err := projection.Status(ctx, pool, "rm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := count(t, pool, "SELECT count(*) FROM rm_events")
+	if applied == 0 || applied%20 != 0 || st.Partitions[0].EventsHandled != applied || applied == 100 {
+		t.Fatalf("after SIGTERM: %d applied, checkpoint counts %d; want whole batches of 20, not all 100",
+			applied, st.Partitions[0].EventsHandled)
+	}
+	t.Logf("SIGTERM in a batch: %d events applied (whole batches), worker exited 0", applied)
+}
