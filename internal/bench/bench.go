@@ -57,6 +57,9 @@ type Config struct {
 	LatencySamples int
 	// Hold is how long the gap-safety scenario keeps its transaction open (0: default).
 	Hold time.Duration
+	// Durable keeps fsync and synchronous commit on in the throw-away cluster (no effect
+	// on a server named by DatabaseURL or DATABASE_URL).
+	Durable bool
 	// Only restricts the run to these groups (empty: all).
 	Only []string
 	// CPUProfile, when set, receives a CPU profile of the whole run.
@@ -128,11 +131,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.DatabaseURL != "" {
 		srv, err = pgtest.External(ctx, cfg.DatabaseURL)
 	} else {
-		srv, err = pgtest.Start(ctx, pgtest.Options{Settings: statementSettings})
+		srv, err = pgtest.Start(ctx, pgtest.Options{Settings: statementSettings, Durable: cfg.Durable})
 		if err != nil && os.Getenv("DATABASE_URL") == "" {
 			// A PostgreSQL without pg_stat_statements: measure without the server's
 			// breakdown.
-			srv, err = pgtest.Start(ctx, pgtest.Options{})
+			srv, err = pgtest.Start(ctx, pgtest.Options{Durable: cfg.Durable})
 		}
 	}
 	if err != nil {

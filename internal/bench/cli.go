@@ -21,7 +21,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: esgen bench [--quick] [--json] [--events N] [--database URL] [--cpuprofile FILE] [--only GROUPS]")
+		fmt.Fprintln(stderr, "usage: esgen bench [--quick] [--json] [--events N] [--database URL] [--durable] [--cpuprofile FILE] [--only GROUPS]")
 		fmt.Fprintln(stderr)
 		fmt.Fprintln(stderr, "Measures esgen against PostgreSQL's raw limit in one run: appends, projection")
 		fmt.Fprintln(stderr, "catch-up, append-to-handled latency and the cost of gap safety. Without --database")
@@ -35,6 +35,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&cfg.CatchUpEvents, "events", 0, fmt.Sprintf("events in the catch-up stream (default %d, --quick %d)", DefaultCatchUpEvents, QuickCatchUpEvents))
 	fs.IntVar(&cfg.AppendEvents, "append-events", 0, fmt.Sprintf("events per batched append scenario (default %d, --quick %d)", DefaultAppendEvents, QuickAppendEvents))
 	fs.StringVar(&cfg.DatabaseURL, "database", os.Getenv("DATABASE_URL"), "PostgreSQL server to measure (default: $DATABASE_URL, else a throw-away cluster); databases are created on it and dropped")
+	fs.BoolVar(&cfg.Durable, "durable", false, "keep fsync and synchronous_commit on in the throw-away cluster")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	only := fs.String("only", "", "comma-separated groups to run: "+strings.Join(Groups, ","))
 	fs.StringVar(&cfg.WorkerBinary, "worker", "", "binary for the worker processes (default: this binary)")
