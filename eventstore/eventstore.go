@@ -259,7 +259,7 @@ func ReadAll(ctx context.Context, db DBTX, opts ReadOptions) ([]Event, error) {
 	}
 	out := make([]Event, len(rows))
 	for i, r := range rows {
-		out[i] = fromRow(r)
+		out[i] = FromRow(r)
 	}
 	return out, nil
 }
@@ -281,7 +281,7 @@ func ReadAggregate(ctx context.Context, db DBTX, aggregateType, aggregateID stri
 	}
 	out := make([]Event, len(rows))
 	for i, r := range rows {
-		out[i] = fromRow(r)
+		out[i] = FromRow(r)
 	}
 	return out, nil
 }
@@ -298,7 +298,9 @@ func AggregateVersion(ctx context.Context, db DBTX, aggregateType, aggregateID s
 	return v, nil
 }
 
-func fromRow(r dbsqlc.EsgenEvent) Event {
+// FromRow converts a row of esgen_events, as the generated queries return it, to an
+// Event. The projection runtime reads with queries of its own and shares this.
+func FromRow(r dbsqlc.EsgenEvent) Event {
 	return Event{
 		Position:         Position{TransactionID: r.TransactionID.Uint64, GlobalPosition: r.GlobalPosition},
 		EventID:          r.EventID.Bytes,

@@ -259,7 +259,7 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	hctx := context.WithValue(hardCtx, partitionKey{}, Partition{Projection: w.p.Name, Key: w.key, Total: w.total, Generation: w.gen})
 	to := from
 	for i := range rows {
-		ev := fromRow(rows[i])
+		ev := eventstore.FromRow(rows[i])
 		if w.log.Enabled(hctx, slog.LevelDebug) {
 			w.log.Debug("handling event", "position", ev.Position.String(), "aggregate_type", ev.AggregateType,
 				"aggregate_id", ev.AggregateID, "aggregate_version", ev.AggregateVersion, "event_type", ev.Type, "event_id", ev.EventID)
@@ -350,22 +350,4 @@ func (w *worker) layoutGone(ctx context.Context) error {
 		return &LayoutChangedError{Projection: w.p.Name, From: w.total, To: int(proj.PartitionCount), Generation: proj.Generation}
 	}
 	return fmt.Errorf("projection %s: the checkpoint of partition %d (generation %d) is missing; restart the worker", w.p.Name, w.key, w.gen)
-}
-
-func fromRow(r dbsqlc.EsgenEvent) eventstore.Event {
-	return eventstore.Event{
-		Position:         eventstore.Position{TransactionID: r.TransactionID.Uint64, GlobalPosition: r.GlobalPosition},
-		EventID:          r.EventID.Bytes,
-		AggregateType:    r.AggregateType,
-		AggregateID:      r.AggregateID,
-		AggregateVersion: r.AggregateVersion,
-		Type:             r.EventType,
-		Version:          r.EventVersion,
-		Payload:          r.Payload,
-		Metadata:         r.Metadata,
-		CorrelationID:    uuid.NullUUID{UUID: r.CorrelationID.Bytes, Valid: r.CorrelationID.Valid},
-		CausationID:      uuid.NullUUID{UUID: r.CausationID.Bytes, Valid: r.CausationID.Valid},
-		PartitionHash:    uint32(r.PartitionHash),
-		CreatedAt:        r.CreatedAt.Time,
-	}
 }
