@@ -57,18 +57,3 @@ CREATE TABLE IF NOT EXISTS esgen_checkpoints (
 -- Readers of a new layout look up the retired checkpoints of their projection.
 CREATE INDEX IF NOT EXISTS esgen_checkpoints_retired
     ON esgen_checkpoints (projection, partition_count, partition_key) WHERE retired;
-
--- esgen_in_partition tells whether an event's FNV-1a hash falls in partition p_key of
--- p_total. It is what a partition's read filters on. It is a PL/pgSQL function on
--- purpose: the planner cannot see into it and estimates that it keeps a third of the
--- rows, instead of the 0.5% it assumes for "partition_hash % n = k" (no statistics on
--- that expression). With 0.5% it expects a batch to need the whole remaining stream
--- and picks a sequential scan plus sort for every batch; with a third it reads the
--- commit-order index from the checkpoint and stops after the batch.
-CREATE OR REPLACE FUNCTION esgen_in_partition(p_hash bigint, p_total integer, p_key integer)
-RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $fn$
-BEGIN
-    RETURN p_total <= 1 OR p_hash % p_total = p_key;
-END
-$fn$;
