@@ -138,7 +138,11 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		if r.PeakMemBytes > 0 {
 			mem = bytesString(r.PeakMemBytes)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Group, name, r.Events, rateString(r.EventsPerSec),
+		rate := rateString(r.EventsPerSec)
+		if r.P50Ms > 0 {
+			rate = "" // a latency row: its rate is only the load offered
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Group, name, r.Events, rate,
 			ratio, scan, mem, msString(r.P50Ms), msString(r.P99Ms))
 	}
 	if err := tw.Flush(); err != nil {
