@@ -24,6 +24,14 @@
 // Because appends to one aggregate are serialized before the transaction gets its id,
 // each aggregate's events arrive in version order.
 //
+// # Notifications
+//
+// Each append notifies the channel esgen_events when it commits, so idle projections
+// wake within milliseconds. NOTIFY serializes the commits of notifying transactions
+// on a server-wide lock; where many writers append concurrently and projections can
+// live with their poll interval, turn it off with the setting esgen.notify = off: in
+// the connection URL (?esgen.notify=off), with SET, or ALTER ROLE/DATABASE … SET.
+//
 // # Partitions
 //
 // Each event stores the FNV-1a-32 hash of its aggregate id; partition k of n reads the
