@@ -41,6 +41,7 @@ type appendShape struct {
 	writers int // concurrent writers
 	events  int // events in all
 	copy    bool
+	quiet   bool // esgen.notify = off: no NOTIFY on commit
 }
 
 func (r *runner) appendGroup(ctx context.Context) error {
@@ -74,6 +75,25 @@ func (r *runner) appendGroup(ctx context.Context) error {
 		res.RawName = rawName
 		r.add(res)
 	}
+	// The same single-event appends with notifications off: NOTIFY serializes the
+	// commits of notifying transactions on a server-wide lock.
+	cfg := pool.Config().Copy()
+	cfg.ConnConfig.RuntimeParams["esgen.notify"] = "off"
+	quietPool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("pool with esgen.notify=off: %w", err)
+	}
+	defer quietPool.Close()
+	for _, writers := range []int{1, 8} {
+		q := appendShape{perCall: 1, writers: writers, events: single, quiet: true}
+		name := esgenAppendName(q)
+		res, err := r.measureAppend(ctx, quietPool, q, name, esgenAppend)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		res.RawName = rawAppendName(q)
+		r.add(res)
+	}
 	s := appendShape{perCall: 1000, writers: 1, events: n, copy: true}
 	res, err := r.measureAppend(ctx, pool, s, "raw COPY, 1000 rows/call", rawCopy)
 	if err != nil {
@@ -86,7 +106,11 @@ func (r *runner) appendGroup(ctx context.Context) error {
 
 func esgenAppendName(s appendShape) string {
 	if s.perCall == 1 {
-		return fmt.Sprintf("Append, 1 event/tx, %d writer%s", s.writers, plural(s.writers))
+		name := fmt.Sprintf("Append, 1 event/tx, %d writer%s", s.writers, plural(s.writers))
+		if s.quiet {
+			name += ", esgen.notify=off"
+		}
+		return name
 	}
 	return fmt.Sprintf("Append, %d events/call", s.perCall)
 }
