@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS esgen_aggregate_heads (
 -- versions and a reader ordering by transaction id sees each aggregate in version order.
 -- A transaction that already wrote elsewhere and would break that order gets SQLSTATE
 -- 40001 (serialization_failure): retry it.
+--
+-- It notifies channel esgen_events unless the setting esgen.notify is off.
 CREATE OR REPLACE FUNCTION esgen_append(
     p_aggregate_type   text,
     p_aggregate_id     text,
@@ -116,6 +118,12 @@ BEGIN
     ORDER BY u.ord
     RETURNING e.global_position, e.aggregate_version;
 
-    PERFORM pg_notify('esgen_events', '');
+    -- Wake listening projections. NOTIFY takes a server-wide lock from the commit of
+    -- the transaction until it ends, so concurrent appending transactions commit one at
+    -- a time; SET esgen.notify = off (per session, role or database) trades that for
+    -- wake-up by polling.
+    IF coalesce(current_setting('esgen.notify', true), '') <> 'off' THEN
+        PERFORM pg_notify('esgen_events', '');
+    END IF;
 END
 $fn$;
