@@ -24,7 +24,12 @@
 // up to it now and then; so a partition that receives few events still keeps up with
 // the stream (which matters when the partition count changes). While catching up
 // (the previous batch was full) a worker reuses the checkpoint it just committed
-// instead of reading it again; the lock in step 2 still checks it.
+// instead of reading it again; the lock in step 2 still checks it. It also reads the
+// next batch ahead, on a second pool connection, while the current one is handled and
+// committed: that read is step 1 of the next batch done early (it starts right after
+// the current batch's last event, takes no lock and no transaction id, and what it
+// returns was final when it was read), so it is used exactly when the current batch
+// commits, and discarded on any failure, fence, rollback, layout change or shutdown.
 //
 // An empty read waits for a notification (esgen_append runs pg_notify on the channel
 // esgen_events; one dedicated connection per [Run] listens and wakes every partition)

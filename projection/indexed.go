@@ -1,14 +1,5 @@
 package projection
 
-import (
-	"context"
-	"fmt"
-
-	"github.com/jackc/pgx/v5"
-
-	"github.com/esgen-dev/esgen/generated/dbsqlc"
-)
-
 // readIndexedSQL is ReadPartition (sql/queries/projection.sql) with the partition count
 // and key written into the text as numbers. Only then can PostgreSQL use an index on
 // (partition_hash % n) for every execution: the generic plan of a prepared statement
@@ -27,13 +18,3 @@ WHERE (e.transaction_id, e.global_position) > ($1::xid8, $2::bigint)
         AND (e.transaction_id, e.global_position) <= (r.last_transaction_id, r.last_position)))
 ORDER BY e.transaction_id, e.global_position
 LIMIT $6::integer`
-
-// readIndexed reads a partition through an index on (partition_hash % total).
-func readIndexed(ctx context.Context, tx pgx.Tx, total, key int, p dbsqlc.ReadPartitionParams) ([]dbsqlc.EsgenEvent, error) {
-	rows, err := tx.Query(ctx, fmt.Sprintf(readIndexedSQL, total, key),
-		p.AfterTransactionID, p.AfterPosition, p.EventTypes, p.SkipRetired, p.Projection, p.BatchLimit)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[dbsqlc.EsgenEvent])
-}

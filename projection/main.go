@@ -77,8 +77,9 @@ func runMain(ctx context.Context, p Projection, args []string, lookupEnv func(st
 		fmt.Fprintf(stderr, "%s-projector: DATABASE_URL: %v\n", p.Name, err)
 		return 2
 	}
-	// One connection per partition, plus one for layout and clean-up queries.
-	pcfg.MaxConns = int32(len(s.cfg.Partitions) + 1)
+	// Two connections per partition (the batch in hand and the next one, read ahead
+	// while catching up), plus one for layout and clean-up queries.
+	pcfg.MaxConns = int32(2*len(s.cfg.Partitions) + 1)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		log.Error("cannot create the connection pool", "error", err)

@@ -172,8 +172,13 @@ func (c Config) validate(p Projection) error {
 //
 // Before starting, Run creates the projection and its first layout, or changes the
 // layout when cfg.TotalPartitions differs from the current count (see the package
-// documentation). Each partition holds at most one pool connection at a time; with
-// notifications on, one more dedicated connection listens for appends.
+// documentation). Each partition holds at most two pool connections at a time: the
+// batch in hand and, while it catches up, the next batch read ahead on a second one. A
+// partition reads ahead only when the pool seems to have a connection to spare, and
+// never waits for a second connection while it holds one, so a smaller pool is slower
+// but cannot stall. Size the pool at twice the partitions plus one for
+// the layout and clean-up queries; with notifications on, one more dedicated
+// connection (outside the pool) listens for appends.
 func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) error {
 	cfg = cfg.WithDefaults()
 	if err := p.validate(); err != nil {

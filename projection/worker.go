@@ -70,7 +70,9 @@ type worker struct {
 	failAttempts int
 	limit        int // when > 0, the next batch's size (commits the events before a failing one)
 
-	next *eventstore.Position // the checkpoint this worker just committed, while catching up
+	next  *eventstore.Position // the checkpoint this worker just committed, while catching up
+	ahead *readAhead           // the next batch, being read on another connection
+	names names                // aggregate and event type names seen (one read at a time uses it)
 }
 
 // run processes the partition until ctx ends (nil) or it fails for good. hardCtx
@@ -83,6 +85,7 @@ func (w *worker) run(ctx, hardCtx context.Context) error {
 	w.log.Info("partition started", "batch_size", w.cfg.BatchSize, "generation", w.gen, "notify", !w.cfg.DisableNotify, "partition_index", w.indexed)
 	lastReport, reported := time.Now(), int64(0)
 	defer func() {
+		w.dropReadAhead(hardCtx)
 		w.log.Info("partition stopped", "events_processed", w.processed)
 	}()
 	w.refreshRetired(ctx)
@@ -186,26 +189,50 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	if w.limit > 0 {
 		limit, w.limit = w.limit, 0 // one smaller batch; run sets it again on a failure
 	}
-	// Until the checkpoint is locked nothing is in hand: reading and waiting for the
-	// lock end with ctx. The read comes first and the lock only when there is work, so
-	// an idle poll takes no transaction id and holds no reader back.
-	tx, err := w.pool.Begin(ctx)
-	if err != nil {
-		return 0, false, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(hardCtx))
-
+	// A failed batch discards what was read ahead after it.
+	defer func() {
+		if err != nil || !full {
+			w.dropReadAhead(hardCtx)
+		}
+	}()
 	key := dbsqlc.GetCheckpointParams{Projection: w.p.Name, Generation: w.gen, PartitionKey: int32(w.key)}
 	var from, headPos eventstore.Position
 	catchingUp := w.next != nil
+	var (
+		tx     pgx.Tx
+		events []eventstore.Event
+		ahead  bool
+	)
 	if catchingUp {
 		// Right after a full batch this worker committed: it knows its checkpoint
-		// (the lock below checks it) and skips the head, as it is not caught up.
+		// (the lock below checks it) and skips the head, as it is not caught up. The
+		// batch may have been read already, while the last one was handled.
 		from, w.next = *w.next, nil
-	} else {
+		tx, events, ahead = w.takeReadAhead(hardCtx, from, limit)
+	}
+	// Until the checkpoint is locked nothing is in hand: reading and waiting for the
+	// lock end with ctx. The read comes first and the lock only when there is work, so
+	// an idle poll takes no transaction id and holds no reader back.
+	if !ahead {
+		w.dropReadAhead(hardCtx)
+		tx, err = w.pool.Begin(ctx)
+		if err != nil {
+			return 0, false, fmt.Errorf("begin: %w", err)
+		}
+	}
+	defer tx.Rollback(context.WithoutCancel(hardCtx))
+	// layoutGone looks the layout up on another connection: first give back the two
+	// this partition holds, so that it never waits for a third.
+	gone := func() error {
+		_ = tx.Rollback(context.WithoutCancel(hardCtx))
+		w.dropReadAhead(hardCtx)
+		return w.layoutGone(hardCtx)
+	}
+
+	if !catchingUp {
 		cp, err := queries.GetCheckpoint(ctx, tx, key)
 		if errors.Is(err, pgx.ErrNoRows) || (err == nil && cp.Retired) {
-			return 0, false, w.layoutGone(hardCtx)
+			return 0, false, gone()
 		}
 		if err != nil {
 			return 0, false, fmt.Errorf("read checkpoint: %w", err)
@@ -217,23 +244,16 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 		// other types, or handled by a retired layout.
 		headPos = eventstore.Position{TransactionID: cp.HeadTransactionID.Uint64, GlobalPosition: cp.HeadPosition}
 	}
-	types := w.p.EventTypes
-	if types == nil {
-		types = []string{}
+	if !ahead {
+		events, err = w.read(ctx, tx, from, limit, w.skipRetired)
+		if err != nil {
+			return 0, false, fmt.Errorf("read partition after %s: %w", from, err)
+		}
 	}
-	params := dbsqlc.ReadPartitionParams{
-		AfterTransactionID: xid8(from.TransactionID), AfterPosition: from.GlobalPosition,
-		TotalPartitions: int32(w.total), PartitionKey: int32(w.key), EventTypes: types,
-		SkipRetired: w.skipRetired, Projection: w.p.Name, BatchLimit: int32(limit),
-	}
-	var rows []dbsqlc.EsgenEvent
-	if w.indexed {
-		rows, err = readIndexed(ctx, tx, w.total, w.key, params)
-	} else {
-		rows, err = queries.ReadPartition(ctx, tx, params)
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("read partition after %s: %w", from, err)
+	rows := events
+	if len(rows) == limit {
+		// More may be waiting: read the next batch while this one is handled.
+		w.startReadAhead(ctx, rows[len(rows)-1].Position, w.cfg.BatchSize)
 	}
 	// An idle partition follows the head now and then (always while retired layouts
 	// exist, so that they can be dropped), not on every wake-up.
@@ -246,7 +266,7 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	// (or holds it now and moves it before releasing it), this batch is fenced off.
 	locked, err := queries.LockCheckpoint(ctx, tx, dbsqlc.LockCheckpointParams(key))
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && locked.Retired) {
-		return 0, false, w.layoutGone(hardCtx)
+		return 0, false, gone()
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("lock checkpoint: %w", err)
@@ -259,17 +279,18 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	hctx := context.WithValue(hardCtx, partitionKey{}, Partition{Projection: w.p.Name, Key: w.key, Total: w.total, Generation: w.gen})
 	to := from
 	for i := range rows {
-		ev := eventstore.FromRow(rows[i])
+		ev := &rows[i]
 		if w.log.Enabled(hctx, slog.LevelDebug) {
 			w.log.Debug("handling event", "position", ev.Position.String(), "aggregate_type", ev.AggregateType,
 				"aggregate_id", ev.AggregateID, "aggregate_version", ev.AggregateVersion, "event_type", ev.Type, "event_id", ev.EventID)
 		}
-		if err := handle(hctx, w.p.Handler, tx, &ev); err != nil {
+		if err := handle(hctx, w.p.Handler, tx, ev); err != nil {
 			if isTransient(err) {
 				return 0, false, fmt.Errorf("handler: %w", err)
 			}
-			ev.Payload, ev.Metadata = nil, nil
-			return 0, false, &handlerFailure{index: i, event: ev, err: err}
+			failed := *ev
+			failed.Payload, failed.Metadata = nil, nil
+			return 0, false, &handlerFailure{index: i, event: failed, err: err}
 		}
 		to = ev.Position
 		if ev.EventID == w.failID {
