@@ -98,7 +98,7 @@ func checkReport(t *testing.T, rep *Report) {
 			}
 		}
 	}
-	want := map[string]int{GroupAppend: 11, GroupCatchUp: 9, GroupLatency: 2, GroupGap: 3}
+	want := map[string]int{GroupAppend: 13, GroupCatchUp: 9, GroupLatency: 2, GroupGap: 3}
 	for g, n := range want {
 		if groups[g] != n {
 			t.Errorf("%d %s rows, want %d", groups[g], g, n)
