@@ -66,8 +66,8 @@ type AppendResult struct {
 
 // Position is a place in the commit-safe order of the stream.
 type Position struct {
-	TransactionID  uint64
-	GlobalPosition int64
+	TransactionID  uint64 `json:"transaction_id"`
+	GlobalPosition int64  `json:"global_position"`
 }
 
 // Less reports whether p comes before q in commit-safe order.
