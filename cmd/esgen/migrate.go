@@ -28,6 +28,18 @@ func needDatabase(url string) error {
 	return nil
 }
 
+// connect opens the command's connection, or says how to name a database.
+func connect(ctx context.Context, url string) (*pgx.Conn, error) {
+	if err := needDatabase(url); err != nil {
+		return nil, err
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	return conn, nil
+}
+
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -43,12 +55,9 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return nil
 	}
-	if err := needDatabase(*db); err != nil {
-		return err
-	}
-	conn, err := pgx.Connect(ctx, *db)
+	conn, err := connect(ctx, *db)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if *dryRun {

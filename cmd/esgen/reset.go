@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/esgen-dev/esgen/projection"
 )
 
@@ -46,12 +44,9 @@ func runReset(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !*yes {
 		return usageError{fmt.Errorf("refusing without --yes: this deletes the checkpoints of projection %s, and its next start handles every event again. Stop its workers, clear its read model, then run: esgen reset %s --yes", name, name)}
 	}
-	if err := needDatabase(*db); err != nil {
-		return err
-	}
-	conn, err := pgx.Connect(ctx, *db)
+	conn, err := connect(ctx, *db)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if err := projection.Reset(ctx, conn, name); err != nil {

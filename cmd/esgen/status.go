@@ -11,8 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/esgen-dev/esgen/projection"
 )
 
@@ -43,12 +41,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	default:
 		return usageError{fmt.Errorf("unexpected arguments %q: name at most one projection", rest[1:])}
 	}
-	if err := needDatabase(*db); err != nil {
-		return err
-	}
-	conn, err := pgx.Connect(ctx, *db)
+	conn, err := connect(ctx, *db)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
