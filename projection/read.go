@@ -50,6 +50,12 @@ func (w *worker) read(ctx context.Context, tx pgx.Tx, from eventstore.Position, 
 	defer rows.Close()
 	dec := decoder{names: &w.names}
 	if err := dec.plan(rows.FieldDescriptions(), rows.Conn().TypeMap()); err != nil {
+		// A query that failed (a lost connection, a server shutdown) has no columns and
+		// reports its error only now: that error, often transient, is the one to return.
+		rows.Close()
+		if rowsErr := rows.Err(); rowsErr != nil {
+			return nil, rowsErr
+		}
 		return nil, err
 	}
 	events := make([]eventstore.Event, 0, limit)

@@ -98,3 +98,37 @@ FROM esgen_events WHERE $1::integer <= 1 OR partition_hash % $1::integer = $2::i
 		}
 	}
 }
+
+// A read on a connection that the server has ended (a shutdown, a restart) reports
+// the connection's error, which the runtime retries, not a complaint about the
+// missing columns of the result. The statement is prepared and cached first, as it is
+// after the first batch, so that the read sends it without waiting for a description.
+func TestReadReportsTheConnectionsError(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	w := &worker{pool: pool, p: Projection{Name: "p"}, total: 2, key: 1}
+	if _, err := w.read(ctx, tx, eventstore.Position{}, 20, false); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1, 10000)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.read(ctx, tx, eventstore.Position{}, 20, false)
+	if err == nil || strings.Contains(err.Error(), "columns") || !isTransient(err) {
+		t.Fatalf("err = %v (transient: %v), want the connection's error, which is transient", err, isTransient(err))
+	}
+}
