@@ -57,6 +57,65 @@ func (c Cursor) Equal(d Cursor) bool {
 	return c.Position == d.Position && slices.Equal(c.Holes, d.Holes)
 }
 
+// Meet returns the cursor at which a reader starts that takes over from readers at
+// cursors cs, each of which handled its own share of the stream: every event that the
+// result counts as handled, each of cs counts as handled too. Its position is the
+// earliest of theirs; their holes below it are kept, each at the earliest position any
+// of them had it at. A reader starting there reads again the events that some of cs
+// handled past it, and must leave those out itself (the projection runtime does, in
+// SQL, after a change of the partition count).
+func Meet(cs ...Cursor) Cursor {
+	if len(cs) == 0 {
+		return Cursor{}
+	}
+	m := Cursor{Position: cs[0].Position}
+	for _, c := range cs[1:] {
+		if c.Position.Less(m.Position) {
+			m.Position = c.Position
+		}
+	}
+	for _, c := range cs {
+		for _, h := range c.Holes {
+			switch {
+			case h.TransactionID == m.TransactionID:
+				// Its rows after h.Position are read after the position instead.
+				m.GlobalPosition = min(m.GlobalPosition, h.Position)
+			case h.TransactionID < m.TransactionID:
+				i := slices.IndexFunc(m.Holes, func(k Hole) bool { return k.TransactionID == h.TransactionID })
+				if i < 0 {
+					m.Holes = append(m.Holes, h)
+				} else {
+					m.Holes[i].Position = min(m.Holes[i].Position, h.Position)
+				}
+			}
+		}
+	}
+	slices.SortFunc(m.Holes, func(a, b Hole) int { return cmpUint(a.TransactionID, b.TransactionID) })
+	if plantedBug == bugMeetIgnoresHoles {
+		m.Holes = nil
+	}
+	return m
+}
+
+// Passed reports whether readers at cursors cs can no longer read any event at or
+// before one of the positions of earlier: every low watermark of cs is at or after
+// all of them. Once it holds, what earlier handled no longer needs to be left out of
+// their reads (a retired partition layout can be forgotten).
+func Passed(cs []Cursor, earlier []Cursor) bool {
+	if plantedBug == bugForgetEarly {
+		return true
+	}
+	for _, c := range cs {
+		low := c.Low()
+		for _, e := range earlier {
+			if low.Less(e.Position) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // HoleArrays returns the holes as two parallel arrays (transaction ids, positions), the
 // form in which the checkpoint table and the read statement take them.
 func (c Cursor) HoleArrays() (txs []uint64, positions []int64) {
@@ -256,9 +315,11 @@ func (b *Batch) passRunning(holes []Hole, upTo uint64) []Hole {
 var plantedBug int
 
 const (
-	bugNone         = iota
-	bugForgetPassed // running transactions the cursor passes are not remembered as holes
-	bugCloseCutHole // an ended hole is dropped although the limit cut through its rows
+	bugNone             = iota
+	bugForgetPassed     // running transactions the cursor passes are not remembered as holes
+	bugCloseCutHole     // an ended hole is dropped although the limit cut through its rows
+	bugMeetIgnoresHoles // a reader taking over from others starts without their holes
+	bugForgetEarly      // retired cursors are forgotten before every reader passed them
 )
 
 func cmpUint(a, b uint64) int {

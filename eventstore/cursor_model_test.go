@@ -55,6 +55,10 @@ type model struct {
 	rows            []modelRow
 	no40001         bool // plant a bug in the simulated database: drop the 40001 rule
 	stats           *modelStats
+
+	live    modelLayout   // the partition layout in force
+	retired []modelLayout // earlier layouts not yet passed by every live cursor
+	handled []Event       // every event handled, by any partition of any layout, in order
 }
 
 // modelStats counts what the histories exercised, so that the test can show it covered
@@ -64,6 +68,7 @@ type modelStats struct {
 	cut        int // batches cut by the limit or a failing handler
 	serialized int // appends refused with 40001
 	rolledBack int
+	switches   int // changes of the partition count
 }
 
 func (m *model) assignXid(t *modelTx) {
@@ -142,11 +147,11 @@ func (m *model) visible(r modelRow, s Snapshot) bool {
 
 // read is what the read statement returns for a cursor: the rows of ended holes after
 // their positions, and the rows after the cursor's position, each in commit order and
-// cut to the limit, in one snapshot.
+// cut to the limit, in one snapshot; rows that a retired layout handled are left out.
 func (m *model) read(c Cursor, s Snapshot, partition, partitions, limit int) (holes, after []Event) {
 	var hs, rs []Event
 	for _, r := range m.rows {
-		if !m.visible(r, s) || int(r.hash%uint32(partitions)) != partition {
+		if !m.visible(r, s) || int(r.hash%uint32(partitions)) != partition || m.handledByRetired(r) {
 			continue
 		}
 		ev := Event{Position: r.pos, AggregateID: fmt.Sprint(r.agg), AggregateVersion: r.ver, PartitionHash: r.hash}
@@ -170,50 +175,71 @@ func (m *model) read(c Cursor, s Snapshot, partition, partitions, limit int) (ho
 	return hs[:min(limit, len(hs))], rs[:min(limit, len(rs))]
 }
 
-type modelReader struct {
-	partition int
-	cursor    Cursor
-	handled   []Event
+// modelLayout is a partition count with a cursor per partition.
+type modelLayout struct{ cursors []Cursor }
+
+func (l modelLayout) handled(r modelRow) bool {
+	return l.cursors[r.hash%uint32(len(l.cursors))].Handled(r.pos)
 }
 
-func (m *model) readerStep(rd *modelReader, partitions, limit int) bool {
+func (m *model) handledByRetired(r modelRow) bool {
+	return slices.ContainsFunc(m.retired, func(l modelLayout) bool { return l.handled(r) })
+}
+
+// readerStep runs one batch of partition k of the live layout.
+func (m *model) readerStep(k, limit int) bool {
+	c := m.live.cursors[k]
 	s := m.snapshot()
-	hs, rs := m.read(rd.cursor, s, rd.partition, partitions, limit)
-	b := NewBatch(rd.cursor, s, hs, rs, limit)
+	hs, rs := m.read(c, s, k, len(m.live.cursors), limit)
+	b := NewBatch(c, s, hs, rs, limit)
 	n := len(b.Events)
 	if n > 1 && m.rng.IntN(5) == 0 {
 		n = m.rng.IntN(n) // a handler failed: only the events before it commit
 	}
-	rd.handled = append(rd.handled, b.Events[:n]...)
+	m.handled = append(m.handled, b.Events[:n]...)
 	m.stats.holeRows += min(n, len(hs))
 	if n < len(b.Events) || len(hs)+len(rs) > limit {
 		m.stats.cut++
 	}
 	if n == len(b.Events) && m.rng.IntN(3) == 0 {
-		rd.cursor = b.Head()
+		m.live.cursors[k] = b.Head()
 	} else {
-		rd.cursor = b.Next(n)
+		m.live.cursors[k] = b.Next(n)
 	}
+	m.dropFinished()
 	return len(b.Events) > 0
+}
+
+// switchLayout changes the partition count: the live layout is retired as it is, and
+// every partition of the new one starts at the meet of its cursors.
+func (m *model) switchLayout(partitions int) {
+	start := Meet(m.live.cursors...)
+	m.retired = append(m.retired, m.live)
+	m.live = modelLayout{cursors: make([]Cursor, partitions)}
+	for i := range m.live.cursors {
+		m.live.cursors[i] = Cursor{Position: start.Position, Holes: slices.Clone(start.Holes)}
+	}
+	m.stats.switches++
+}
+
+// dropFinished forgets the retired layouts that every live cursor has passed.
+func (m *model) dropFinished() {
+	m.retired = slices.DeleteFunc(m.retired, func(r modelLayout) bool { return Passed(m.live.cursors, r.cursors) })
 }
 
 // runHistory runs one random history and returns what went wrong, or "".
 func runHistory(seed uint64, no40001 bool, stats *modelStats) string {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	m := &model{rng: rng, nextXid: 100, latestCompleted: 99, nextPos: 1, no40001: no40001, stats: stats}
-	partitions := 1 + rng.IntN(3)
+	m.live = modelLayout{cursors: make([]Cursor, 1+rng.IntN(3))}
 	limit := 1 + rng.IntN(4)
 	for range 2 + rng.IntN(5) {
 		m.aggs = append(m.aggs, &modelAgg{hash: rng.Uint32()})
 	}
-	readers := make([]*modelReader, partitions)
-	for i := range readers {
-		readers[i] = &modelReader{partition: i}
-	}
 	started, total := 0, 5+rng.IntN(25)
 	for steps := 0; steps < 10000 && (started < total || len(m.txs) > 0); steps++ {
-		switch k := rng.IntN(10); {
-		case k < 3 && started < total && len(m.txs) < 6:
+		switch k := rng.IntN(40); {
+		case k < 12 && started < total && len(m.txs) < 6:
 			started++
 			t := &modelTx{agg: rng.IntN(len(m.aggs)), events: 1 + rng.IntN(3), elsewhere: rng.IntN(5) == 0}
 			if rng.IntN(10) == 0 {
@@ -222,46 +248,48 @@ func runHistory(seed uint64, no40001 bool, stats *modelStats) string {
 				t.appended = true
 			}
 			m.txs = append(m.txs, t)
-		case k < 7 && len(m.txs) > 0:
+		case k < 28 && len(m.txs) > 0:
 			m.step(m.txs[rng.IntN(len(m.txs))])
+		case k == 39:
+			m.switchLayout(1 + rng.IntN(4))
 		default:
-			m.readerStep(readers[rng.IntN(len(readers))], partitions, limit)
+			m.readerStep(rng.IntN(len(m.live.cursors)), limit)
 		}
 	}
 	for len(m.txs) > 0 { // end what is left
 		m.step(m.txs[0])
 	}
-	for _, rd := range readers {
-		for i := 0; m.readerStep(rd, partitions, limit) || len(rd.cursor.Holes) > 0; i++ {
+	for k := range m.live.cursors {
+		for i := 0; m.readerStep(k, limit) || len(m.live.cursors[k].Holes) > 0; i++ {
 			if i > 10000 {
-				return fmt.Sprintf("partition %d does not drain: cursor %s", rd.partition, rd.cursor)
+				return fmt.Sprintf("partition %d does not drain: cursor %s", k, m.live.cursors[k])
 			}
 		}
 	}
-	return m.check(readers, partitions)
+	return m.check()
 }
 
-func (m *model) check(readers []*modelReader, partitions int) string {
-	for _, rd := range readers {
-		seen := map[Position]bool{}
-		lastVer := map[string]int64{}
-		for _, ev := range rd.handled {
-			if seen[ev.Position] {
-				return fmt.Sprintf("partition %d: event %s handled twice", rd.partition, ev.Position)
-			}
-			seen[ev.Position] = true
-			if ev.AggregateVersion != lastVer[ev.AggregateID]+1 {
-				return fmt.Sprintf("partition %d: aggregate %s version %d handled after version %d", rd.partition, ev.AggregateID, ev.AggregateVersion, lastVer[ev.AggregateID])
-			}
-			lastVer[ev.AggregateID] = ev.AggregateVersion
+// check compares what the readers handled, in the order they handled it, with the
+// committed events.
+func (m *model) check() string {
+	seen := map[Position]bool{}
+	lastVer := map[string]int64{}
+	for _, ev := range m.handled {
+		if seen[ev.Position] {
+			return fmt.Sprintf("event %s handled twice", ev.Position)
 		}
-		for _, r := range m.rows {
-			if r.tx.committed && int(r.hash%uint32(partitions)) == rd.partition && !seen[r.pos] {
-				return fmt.Sprintf("partition %d: committed event %s (aggregate %d version %d) never handled", rd.partition, r.pos, r.agg, r.ver)
-			}
-			if !r.tx.committed && seen[r.pos] {
-				return fmt.Sprintf("partition %d: rolled-back event %s handled", rd.partition, r.pos)
-			}
+		seen[ev.Position] = true
+		if ev.AggregateVersion != lastVer[ev.AggregateID]+1 {
+			return fmt.Sprintf("aggregate %s version %d handled after version %d", ev.AggregateID, ev.AggregateVersion, lastVer[ev.AggregateID])
+		}
+		lastVer[ev.AggregateID] = ev.AggregateVersion
+	}
+	for _, r := range m.rows {
+		if r.tx.committed && !seen[r.pos] {
+			return fmt.Sprintf("committed event %s (aggregate %d version %d) never handled", r.pos, r.agg, r.ver)
+		}
+		if !r.tx.committed && seen[r.pos] {
+			return fmt.Sprintf("rolled-back event %s handled", r.pos)
 		}
 	}
 	return ""
@@ -279,7 +307,7 @@ func TestCursorModel(t *testing.T) {
 		}
 	}
 	t.Logf("%d histories: %+v", histories, stats)
-	if stats.holeRows == 0 || stats.cut == 0 || stats.serialized == 0 || stats.rolledBack == 0 {
+	if stats.holeRows == 0 || stats.cut == 0 || stats.serialized == 0 || stats.rolledBack == 0 || stats.switches == 0 {
 		t.Fatalf("the histories missed a case: %+v", stats)
 	}
 }
@@ -295,6 +323,8 @@ func TestCursorModelFindsPlantedBugs(t *testing.T) {
 		{"running transactions passed are not remembered", bugForgetPassed, false},
 		{"a hole is closed although the limit cut through its rows", bugCloseCutHole, false},
 		{"appends without the 40001 rule", bugNone, true},
+		{"a new layout starts without the holes of the old one", bugMeetIgnoresHoles, false},
+		{"a retired layout is forgotten before the live cursors passed it", bugForgetEarly, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
