@@ -22,15 +22,15 @@ func eventsFile(spec *Spec) *jen.File {
 	f := jen.NewFile("events")
 	f.HeaderComment(generatedHeader)
 	f.HeaderComment("source: " + specBase(spec))
-	f.PackageComment(fmt.Sprintf("// Package events holds the typed events declared in %s, their\n// JSON encoding and typed append helpers over the event store.", specBase(spec)))
+	f.PackageComment(doc(fmt.Sprintf("Package events holds the typed events declared in %s, their JSON encoding and typed append helpers over the event store.", specBase(spec))))
 	f.ImportName(eventstorePkg, "eventstore")
 	f.ImportName("github.com/google/uuid", "uuid")
 
-	f.Comment("Event is implemented by every event of this package.")
+	f.Comment(doc("Event is implemented by every event of this package."))
 	f.Type().Id("Event").Interface(
-		jen.Comment("EventType is the event type stored in the event store."),
+		jen.Comment(wrapComment("EventType is the event type stored in the event store.", 1)),
 		jen.Id("EventType").Params().String(),
-		jen.Comment("EventVersion is the version of the payload schema."),
+		jen.Comment(wrapComment("EventVersion is the version of the payload schema.", 1)),
 		jen.Id("EventVersion").Params().Int32(),
 	)
 
@@ -38,7 +38,7 @@ func eventsFile(spec *Spec) *jen.File {
 		emitAggregate(f, agg)
 	}
 
-	f.Comment("Types lists every event type, in the order of the spec.")
+	f.Comment(doc("Types lists every event type, in the order of the spec."))
 	var types []jen.Code
 	for _, agg := range spec.Aggregates {
 		for _, ev := range agg.Events {
@@ -54,21 +54,20 @@ func eventsFile(spec *Spec) *jen.File {
 		}
 	})
 
-	f.Comment("Encode turns ev into the event data Append stores: its type, version and JSON payload.")
+	f.Comment(doc("Encode turns ev into the event data Append stores: its type, version and JSON payload."))
 	f.Func().Id("Encode").Params(jen.Id("ev").Id("Event")).Params(jen.Qual(eventstorePkg, "EventData"), jen.Error()).Block(
 		jen.List(jen.Id("payload"), jen.Err()).Op(":=").Qual("encoding/json", "Marshal").Call(jen.Id("ev")),
 		jen.If(jen.Err().Op("!=").Nil()).Block(
 			jen.Return(jen.Qual(eventstorePkg, "EventData").Values(), jen.Qual("fmt", "Errorf").Call(jen.Lit("encode %s event: %w"), jen.Id("ev").Dot("EventType").Call(), jen.Err())),
 		),
-		jen.Return(jen.Qual(eventstorePkg, "EventData").Values(jen.Dict{
-			jen.Id("Type"):    jen.Id("ev").Dot("EventType").Call(),
-			jen.Id("Version"): jen.Id("ev").Dot("EventVersion").Call(),
-			jen.Id("Payload"): jen.Id("payload"),
-		}), jen.Nil()),
+		jen.Return(jen.Qual(eventstorePkg, "EventData").Add(fields(
+			field("Type", jen.Id("ev").Dot("EventType").Call()),
+			field("Version", jen.Id("ev").Dot("EventVersion").Call()),
+			field("Payload", jen.Id("payload")),
+		)), jen.Nil()),
 	)
 
-	f.Comment("Decode turns a stored payload into the typed event for eventType, returned by value.")
-	f.Comment("An unknown event type is an error naming it.")
+	f.Comment(doc("Decode turns a stored payload into the typed event for eventType, returned by value. An unknown event type is an error naming it."))
 	f.Func().Id("Decode").Params(jen.Id("eventType").String(), jen.Id("payload").Index().Byte()).Params(jen.Any(), jen.Error()).Block(
 		jen.Switch(jen.Id("eventType")).BlockFunc(func(g *jen.Group) {
 			for _, agg := range spec.Aggregates {
@@ -94,18 +93,17 @@ func emitAggregate(f *jen.File, agg *Aggregate) {
 	iface := agg.Name + "Event"
 	sealed := "is" + agg.Name + "Event"
 
-	f.Comment(fmt.Sprintf("%sAggregateType is the aggregate type stored with every %s event.", agg.Name, agg.Name))
+	f.Comment(doc(fmt.Sprintf("%sAggregateType is the aggregate type stored with every %s event.", agg.Name, agg.Name)))
 	f.Const().Id(agg.Name + "AggregateType").Op("=").Lit(agg.Name)
 
-	f.Comment(fmt.Sprintf("%s is an event of the %s aggregate. Only the events of this package", iface, agg.Name))
-	f.Comment("implement it, so an append helper cannot be given another aggregate's event.")
+	f.Comment(doc(fmt.Sprintf("%s is an event of the %s aggregate. Only the events of this package implement it, so an append helper cannot be given another aggregate's event.", iface, agg.Name)))
 	f.Type().Id(iface).Interface(
 		jen.Id("Event"),
 		jen.Id(sealed).Params(),
 	)
 
 	for _, ev := range agg.Events {
-		f.Comment(fmt.Sprintf("%s is an event of the %s aggregate (version %d).", ev.Name, agg.Name, ev.Version))
+		f.Comment(doc(fmt.Sprintf("%s is an event of the %s aggregate (version %d).", ev.Name, agg.Name, ev.Version)))
 		f.Type().Id(ev.Name).StructFunc(func(g *jen.Group) {
 			for _, fl := range ev.Fields {
 				tag := fl.Name
@@ -116,22 +114,21 @@ func emitAggregate(f *jen.File, agg *Aggregate) {
 			}
 		})
 		f.Const().Defs(
-			jen.Comment(fmt.Sprintf("%sType is the stored event type of %s.", ev.Name, ev.Name)),
+			jen.Comment(wrapComment(fmt.Sprintf("%sType is the stored event type of %s.", ev.Name, ev.Name), 1)),
 			jen.Id(ev.Name+"Type").Op("=").Lit(ev.Name),
-			jen.Comment(fmt.Sprintf("%sVersion is the payload schema version of %s.", ev.Name, ev.Name)),
+			jen.Comment(wrapComment(fmt.Sprintf("%sVersion is the payload schema version of %s.", ev.Name, ev.Name), 1)),
 			jen.Id(ev.Name+"Version").Int32().Op("=").Lit(int(ev.Version)),
 		)
-		f.Comment("EventType returns " + ev.Name + "Type.")
+		f.Comment(doc("EventType returns " + ev.Name + "Type."))
 		f.Func().Params(jen.Id(ev.Name)).Id("EventType").Params().String().Block(jen.Return(jen.Id(ev.Name + "Type")))
-		f.Comment("EventVersion returns " + ev.Name + "Version.")
+		f.Comment(doc("EventVersion returns " + ev.Name + "Version."))
 		f.Func().Params(jen.Id(ev.Name)).Id("EventVersion").Params().Int32().Block(jen.Return(jen.Id(ev.Name + "Version")))
-		f.Comment(sealed + " marks " + ev.Name + " as an event of the " + agg.Name + " aggregate.")
+		f.Comment(doc(sealed + " marks " + ev.Name + " as an event of the " + agg.Name + " aggregate."))
 		f.Func().Params(jen.Id(ev.Name)).Id(sealed).Params().Block()
 	}
 
 	fn := "Append" + agg.Name
-	f.Comment(fmt.Sprintf("%s appends evs to the %s aggregate id in one transaction, checking", fn, agg.Name))
-	f.Comment("expected against its current version (eventstore.Any skips the check).")
+	f.Comment(doc(fmt.Sprintf("%s appends evs to the %s aggregate id in one transaction, checking expected against its current version (eventstore.Any skips the check).", fn, agg.Name)))
 	f.Func().Id(fn).Params(
 		jen.Id("ctx").Qual("context", "Context"),
 		jen.Id("db").Qual(eventstorePkg, "DBTX"),

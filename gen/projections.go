@@ -30,17 +30,16 @@ func projectionFile(pr *Projection, paths importPaths) *jen.File {
 	f := jen.NewFile(pr.Name)
 	f.HeaderComment(generatedHeader)
 	f.HeaderComment("source: " + paths.source)
-	f.PackageComment(fmt.Sprintf("// Package %s is the generated side of the %s projection: the Handler\n// interface its handlers implement, and New, which turns them into a projection\n// the runtime can run partition by partition.", pr.Name, pr.Name))
+	f.PackageComment(doc(fmt.Sprintf("Package %s is the generated side of the %s projection: the Handler interface its handlers implement, and New, which turns them into a projection the runtime can run partition by partition.", pr.Name, pr.Name)))
 	f.ImportName(eventstorePkg, "eventstore")
 	f.ImportName(projectionPkg, "projection")
 	f.ImportName(pgxPkg, "pgx")
 	f.ImportName(paths.events, "events")
 
-	f.Comment("Name is the projection's name, which keys its checkpoints.")
+	f.Comment(doc("Name is the projection's name, which keys its checkpoints."))
 	f.Const().Id("Name").Op("=").Lit(pr.Name)
 
-	f.Comment("EventTypes are the event types the projection reads; the runtime filters the")
-	f.Comment("stream to them in SQL.")
+	f.Comment(doc("EventTypes are the event types the projection reads; the runtime filters the stream to them in SQL."))
 	f.Var().Id("EventTypes").Op("=").Index().String().ValuesFunc(func(g *jen.Group) {
 		for _, ev := range pr.Handles {
 			g.Line().Qual(paths.events, ev.Name+"Type")
@@ -48,21 +47,18 @@ func projectionFile(pr *Projection, paths importPaths) *jen.File {
 		g.Line()
 	})
 
-	f.Comment("Handler handles the events of the projection, one method per event type. Each")
-	f.Comment("method runs inside the batch's transaction tx: writes made through tx commit")
-	f.Comment("together with the checkpoint, exactly once. env is the stored envelope")
-	f.Comment("(position, aggregate id and version, event id, metadata, time); e is its payload.")
+	f.Comment(doc("Handler handles the events of the projection, one method per event type. Each method runs inside the batch's transaction tx: writes made through tx commit together with the checkpoint, exactly once. env is the stored envelope (position, aggregate id and version, event id, metadata, time); e is its payload."))
 	f.Type().Id("Handler").InterfaceFunc(func(g *jen.Group) {
 		for _, ev := range pr.Handles {
-			g.Comment(fmt.Sprintf("On%s handles %s events of aggregate %s.", ev.Name, ev.Name, ev.Aggregate.Name))
+			g.Comment(wrapComment(fmt.Sprintf("On%s handles %s events of aggregate %s.", ev.Name, ev.Name, ev.Aggregate.Name), 1))
 			g.Id("On" + ev.Name).Params(handlerParams(paths.events, ev)...).Error()
 		}
 	})
 
-	f.Comment("dispatcher decodes each event by type and calls the matching Handler method.")
+	f.Comment(doc("dispatcher decodes each event by type and calls the matching Handler method."))
 	f.Type().Id("dispatcher").Struct(jen.Id("h").Id("Handler"))
 
-	f.Comment("Handle implements projection.Handler.")
+	f.Comment(doc("Handle implements projection.Handler."))
 	f.Func().Params(jen.Id("d").Id("dispatcher")).Id("Handle").Params(
 		jen.Id("ctx").Qual("context", "Context"),
 		jen.Id("tx").Qual(pgxPkg, "Tx"),
@@ -84,15 +80,14 @@ func projectionFile(pr *Projection, paths importPaths) *jen.File {
 		}),
 	)
 
-	f.Comment("New returns the projection with h as its handler, ready for projection.Main or")
-	f.Comment("the projection runtime.")
+	f.Comment(doc("New returns the projection with h as its handler, ready for projection.Main or the projection runtime."))
 	f.Func().Id("New").Params(jen.Id("h").Id("Handler")).Qual(projectionPkg, "Projection").Block(
-		jen.Return(jen.Qual(projectionPkg, "Projection").Values(jen.Dict{
-			jen.Id("Name"):        jen.Id("Name"),
-			jen.Id("EventTypes"):  jen.Id("EventTypes"),
-			jen.Id("Handler"):     jen.Id("dispatcher").Values(jen.Dict{jen.Id("h"): jen.Id("h")}),
-			jen.Id("Partitioned"): jen.Lit(pr.Partitioned),
-		})),
+		jen.Return(jen.Qual(projectionPkg, "Projection").Add(fields(
+			field("Name", jen.Id("Name")),
+			field("EventTypes", jen.Id("EventTypes")),
+			field("Handler", jen.Id("dispatcher").Values(field("h", jen.Id("h")))),
+			field("Partitioned", jen.Lit(pr.Partitioned)),
+		))),
 	)
 	return f
 }

@@ -31,7 +31,8 @@ var EventTypes = []string{
 // Handler handles the events of the projection, one method per event type. Each
 // method runs inside the batch's transaction tx: writes made through tx commit
 // together with the checkpoint, exactly once. env is the stored envelope
-// (position, aggregate id and version, event id, metadata, time); e is its payload.
+// (position, aggregate id and version, event id, metadata, time); e is its
+// payload.
 type Handler interface {
 	// OnAccountOpened handles AccountOpened events of aggregate Account.
 	OnAccountOpened(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.AccountOpened) error
@@ -72,13 +73,13 @@ func (d dispatcher) Handle(ctx context.Context, tx pgx.Tx, env *eventstore.Event
 	}
 }
 
-// New returns the projection with h as its handler, ready for projection.Main or
-// the projection runtime.
+// New returns the projection with h as its handler, ready for projection.Main
+// or the projection runtime.
 func New(h Handler) projection.Projection {
 	return projection.Projection{
+		Name:        Name,
 		EventTypes:  EventTypes,
 		Handler:     dispatcher{h: h},
-		Name:        Name,
 		Partitioned: false,
 	}
 }
