@@ -124,3 +124,42 @@ func TestGeneratedDispatcher(t *testing.T) {
 		}
 	})
 }
+
+func TestGeneratedEncodeDecode(t *testing.T) {
+	note := "rent"
+	for _, ev := range []events.Event{
+		events.AccountOpened{Owner: "ann", Currency: "EUR"},
+		events.MoneyDeposited{Amount: 5, Note: &note},
+		events.MoneyWithdrawn{Amount: 2},
+	} {
+		data, err := events.Encode(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data.Type != ev.EventType() || data.Version != ev.EventVersion() {
+			t.Errorf("Encode(%#v) = type %s version %d", ev, data.Type, data.Version)
+		}
+		back, err := events.Decode(data.Type, data.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, ok := back.(events.MoneyDeposited); ok {
+			if b.Note == nil || *b.Note != note || b.Amount != 5 {
+				t.Errorf("Decode(Encode(%#v)) = %#v", ev, back)
+			}
+		} else if back != ev {
+			t.Errorf("Decode(Encode(%#v)) = %#v", ev, back)
+		}
+	}
+	if events.MoneyWithdrawnVersion != 2 {
+		t.Errorf("MoneyWithdrawnVersion = %d, want the spec's 2", events.MoneyWithdrawnVersion)
+	}
+
+	got, err := events.Decode(events.MoneyDepositedType, []byte(`{"amount":"five"}`))
+	if got != nil || err == nil || !strings.Contains(err.Error(), events.MoneyDepositedType) {
+		t.Errorf("Decode of a bad payload = %#v, %v; want nil and an error naming the type", got, err)
+	}
+	if got, err := events.Decode("Nope", []byte(`{}`)); got != nil || err == nil || !strings.Contains(err.Error(), `"Nope"`) {
+		t.Errorf("Decode of an unknown type = %#v, %v", got, err)
+	}
+}

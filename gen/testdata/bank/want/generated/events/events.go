@@ -124,13 +124,6 @@ func AppendAccount(ctx context.Context, db eventstore.DBTX, id string, expected 
 	return eventstore.Append(ctx, db, AccountAggregateType, id, expected, data...)
 }
 
-// Types lists every event type, in the order of the spec.
-var Types = []string{
-	AccountOpenedType,
-	MoneyDepositedType,
-	MoneyWithdrawnType,
-}
-
 // Encode turns ev into the event data Append stores: its type, version and JSON
 // payload.
 func Encode(ev Event) (eventstore.EventData, error) {
@@ -147,27 +140,24 @@ func Encode(ev Event) (eventstore.EventData, error) {
 
 // Decode turns a stored payload into the typed event for eventType, returned by
 // value. An unknown event type is an error naming it.
-func Decode(eventType string, payload []byte) (any, error) {
+func Decode(eventType string, payload []byte) (Event, error) {
 	switch eventType {
 	case AccountOpenedType:
-		var e AccountOpened
-		if err := json.Unmarshal(payload, &e); err != nil {
-			return nil, fmt.Errorf("decode %s event: %w", eventType, err)
-		}
-		return e, nil
+		return decode[AccountOpened](payload)
 	case MoneyDepositedType:
-		var e MoneyDeposited
-		if err := json.Unmarshal(payload, &e); err != nil {
-			return nil, fmt.Errorf("decode %s event: %w", eventType, err)
-		}
-		return e, nil
+		return decode[MoneyDeposited](payload)
 	case MoneyWithdrawnType:
-		var e MoneyWithdrawn
-		if err := json.Unmarshal(payload, &e); err != nil {
-			return nil, fmt.Errorf("decode %s event: %w", eventType, err)
-		}
-		return e, nil
+		return decode[MoneyWithdrawn](payload)
 	default:
 		return nil, fmt.Errorf("decode: unknown event type %q", eventType)
 	}
+}
+
+// decode unmarshals payload into a T.
+func decode[T Event](payload []byte) (Event, error) {
+	var e T
+	if err := json.Unmarshal(payload, &e); err != nil {
+		return nil, fmt.Errorf("decode %s event: %w", e.EventType(), err)
+	}
+	return e, nil
 }

@@ -198,14 +198,6 @@ func AppendOrder(ctx context.Context, db eventstore.DBTX, id string, expected ev
 	return eventstore.Append(ctx, db, OrderAggregateType, id, expected, data...)
 }
 
-// Types lists every event type, in the order of the spec.
-var Types = []string{
-	CustomerRegisteredType,
-	CustomerDeletedType,
-	OrderPlacedType,
-	OrderShippedType,
-}
-
 // Encode turns ev into the event data Append stores: its type, version and JSON
 // payload.
 func Encode(ev Event) (eventstore.EventData, error) {
@@ -222,33 +214,26 @@ func Encode(ev Event) (eventstore.EventData, error) {
 
 // Decode turns a stored payload into the typed event for eventType, returned by
 // value. An unknown event type is an error naming it.
-func Decode(eventType string, payload []byte) (any, error) {
+func Decode(eventType string, payload []byte) (Event, error) {
 	switch eventType {
 	case CustomerRegisteredType:
-		var e CustomerRegistered
-		if err := json.Unmarshal(payload, &e); err != nil {
-			return nil, fmt.Errorf("decode %s event: %w", eventType, err)
-		}
-		return e, nil
+		return decode[CustomerRegistered](payload)
 	case CustomerDeletedType:
-		var e CustomerDeleted
-		if err := json.Unmarshal(payload, &e); err != nil {
-			return nil, fmt.Errorf("decode %s event: %w", eventType, err)
-		}
-		return e, nil
+		return decode[CustomerDeleted](payload)
 	case OrderPlacedType:
-		var e OrderPlaced
-		if err := json.Unmarshal(payload, &e); err != nil {
-			return nil, fmt.Errorf("decode %s event: %w", eventType, err)
-		}
-		return e, nil
+		return decode[OrderPlaced](payload)
 	case OrderShippedType:
-		var e OrderShipped
-		if err := json.Unmarshal(payload, &e); err != nil {
-			return nil, fmt.Errorf("decode %s event: %w", eventType, err)
-		}
-		return e, nil
+		return decode[OrderShipped](payload)
 	default:
 		return nil, fmt.Errorf("decode: unknown event type %q", eventType)
 	}
+}
+
+// decode unmarshals payload into a T.
+func decode[T Event](payload []byte) (Event, error) {
+	var e T
+	if err := json.Unmarshal(payload, &e); err != nil {
+		return nil, fmt.Errorf("decode %s event: %w", e.EventType(), err)
+	}
+	return e, nil
 }
