@@ -25,44 +25,48 @@ func handlerParams(eventsPath string, ev *Event) []jen.Code {
 }
 
 // projectionFile emits generated/projections/<name>/projection.go: the Handler
-// interface, the event types, the dispatcher and New.
+// interface, the dispatcher that decodes each event for it, and New.
 func projectionFile(pr *Projection, paths importPaths) *jen.File {
 	f := jen.NewFile(pr.Name)
 	f.HeaderComment(generatedHeader)
 	f.HeaderComment("source: " + paths.source)
-	f.PackageComment(fmt.Sprintf("// Package %s is the generated side of the %s projection: the Handler\n// interface its handlers implement, and New, which turns them into a projection\n// the runtime can run partition by partition.", pr.Name, pr.Name))
+	f.PackageComment(doc(fmt.Sprintf("Package %s is the generated side of the %s projection: the Handler interface its handlers implement, and New, which turns them into a projection the runtime can run partition by partition.", pr.Name, pr.Name)))
 	f.ImportName(eventstorePkg, "eventstore")
 	f.ImportName(projectionPkg, "projection")
 	f.ImportName(pgxPkg, "pgx")
 	f.ImportName(paths.events, "events")
 
-	f.Comment("Name is the projection's name, which keys its checkpoints.")
+	f.Comment(doc("Name is the projection's name, which keys its checkpoints."))
 	f.Const().Id("Name").Op("=").Lit(pr.Name)
 
-	f.Comment("EventTypes are the event types the projection reads; the runtime filters the")
-	f.Comment("stream to them in SQL.")
-	f.Var().Id("EventTypes").Op("=").Index().String().ValuesFunc(func(g *jen.Group) {
-		for _, ev := range pr.Handles {
-			g.Line().Qual(paths.events, ev.Name+"Type")
-		}
-		g.Line()
-	})
-
-	f.Comment("Handler handles the events of the projection, one method per event type. Each")
-	f.Comment("method runs inside the batch's transaction tx: writes made through tx commit")
-	f.Comment("together with the checkpoint, exactly once. env is the stored envelope")
-	f.Comment("(position, aggregate id and version, event id, metadata, time); e is its payload.")
+	f.Comment(doc("Handler handles the events of the projection, one method per event type. Each method runs inside the batch's transaction tx: writes made through tx commit together with the checkpoint, exactly once. env is the stored envelope (position, aggregate, event id, metadata, time) and e its decoded payload."))
 	f.Type().Id("Handler").InterfaceFunc(func(g *jen.Group) {
 		for _, ev := range pr.Handles {
-			g.Comment(fmt.Sprintf("On%s handles %s events of aggregate %s.", ev.Name, ev.Name, ev.Aggregate.Name))
+			g.Comment(wrapComment(fmt.Sprintf("On%s handles %s events of aggregate %s.", ev.Name, ev.Name, ev.Aggregate.Name), 1))
 			g.Id("On" + ev.Name).Params(handlerParams(paths.events, ev)...).Error()
 		}
 	})
 
-	f.Comment("dispatcher decodes each event by type and calls the matching Handler method.")
+	f.Comment(doc("New returns the projection with h as its handler, ready for projection.Main or the projection runtime."))
+	f.Func().Id("New").Params(jen.Id("h").Id("Handler")).Qual(projectionPkg, "Projection").Block(
+		jen.Return(jen.Qual(projectionPkg, "Projection").Add(fields(
+			field("Name", jen.Id("Name")),
+			jen.Comment("The runtime filters the stream to these types in SQL.").Line().
+				Add(field("EventTypes", jen.Index().String().ValuesFunc(func(g *jen.Group) {
+					for _, ev := range pr.Handles {
+						g.Line().Qual(paths.events, ev.Name+"Type")
+					}
+					g.Line()
+				}))),
+			field("Handler", jen.Id("dispatcher").Values(field("h", jen.Id("h")))),
+			field("Partitioned", jen.Lit(pr.Partitioned)),
+		))),
+	)
+
+	f.Comment(doc("dispatcher calls the Handler method of each event's type with the decoded payload."))
 	f.Type().Id("dispatcher").Struct(jen.Id("h").Id("Handler"))
 
-	f.Comment("Handle implements projection.Handler.")
+	f.Comment(doc("Handle implements projection.Handler."))
 	f.Func().Params(jen.Id("d").Id("dispatcher")).Id("Handle").Params(
 		jen.Id("ctx").Qual("context", "Context"),
 		jen.Id("tx").Qual(pgxPkg, "Tx"),
@@ -71,28 +75,29 @@ func projectionFile(pr *Projection, paths importPaths) *jen.File {
 		jen.Switch(jen.Id("env").Dot("Type")).BlockFunc(func(g *jen.Group) {
 			for _, ev := range pr.Handles {
 				g.Case(jen.Qual(paths.events, ev.Name+"Type")).Block(
-					jen.Var().Id("e").Qual(paths.events, ev.Name),
-					jen.If(jen.Err().Op(":=").Qual("encoding/json", "Unmarshal").Call(jen.Id("env").Dot("Payload"), jen.Op("&").Id("e")), jen.Err().Op("!=").Nil()).Block(
-						jen.Return(jen.Qual("fmt", "Errorf").Call(jen.Lit("%s: decode %s event %s: %w"), jen.Id("Name"), jen.Id("env").Dot("Type"), jen.Id("env").Dot("EventID"), jen.Err())),
-					),
-					jen.Return(jen.Id("d").Dot("h").Dot("On"+ev.Name).Call(jen.Id("ctx"), jen.Id("tx"), jen.Id("env"), jen.Id("e"))),
+					jen.Return(jen.Id("handle").Call(jen.Id("ctx"), jen.Id("tx"), jen.Id("env"), jen.Id("d").Dot("h").Dot("On"+ev.Name))),
 				)
 			}
 			g.Default().Block(
-				jen.Return(jen.Qual("fmt", "Errorf").Call(jen.Lit("%s: unexpected event type %q (event %s)"), jen.Id("Name"), jen.Id("env").Dot("Type"), jen.Id("env").Dot("EventID"))),
+				jen.Return(jen.Qual("fmt", "Errorf").Call(jen.Lit("%s: unexpected event type %q (event %s of %s %s)"),
+					jen.Id("Name"), jen.Id("env").Dot("Type"), jen.Id("env").Dot("EventID"), jen.Id("env").Dot("AggregateType"), jen.Id("env").Dot("AggregateID"))),
 			)
 		}),
 	)
 
-	f.Comment("New returns the projection with h as its handler, ready for projection.Main or")
-	f.Comment("the projection runtime.")
-	f.Func().Id("New").Params(jen.Id("h").Id("Handler")).Qual(projectionPkg, "Projection").Block(
-		jen.Return(jen.Qual(projectionPkg, "Projection").Values(jen.Dict{
-			jen.Id("Name"):        jen.Id("Name"),
-			jen.Id("EventTypes"):  jen.Id("EventTypes"),
-			jen.Id("Handler"):     jen.Id("dispatcher").Values(jen.Dict{jen.Id("h"): jen.Id("h")}),
-			jen.Id("Partitioned"): jen.Lit(pr.Partitioned),
-		})),
+	f.Comment(doc("handle decodes the payload of env into the event type on takes, and calls on with it. A payload that does not decode is an error naming the event."))
+	f.Func().Id("handle").Types(jen.Id("T").Qual(paths.events, "Event")).Params(
+		jen.Id("ctx").Qual("context", "Context"),
+		jen.Id("tx").Qual(pgxPkg, "Tx"),
+		jen.Id("env").Op("*").Qual(eventstorePkg, "Event"),
+		jen.Line().Id("on").Func().Params(jen.Qual("context", "Context"), jen.Qual(pgxPkg, "Tx"), jen.Op("*").Qual(eventstorePkg, "Event"), jen.Id("T")).Error(),
+	).Error().Block(
+		jen.Var().Id("e").Id("T"),
+		jen.If(jen.Err().Op(":=").Qual("encoding/json", "Unmarshal").Call(jen.Id("env").Dot("Payload"), jen.Op("&").Id("e")), jen.Err().Op("!=").Nil()).Block(
+			jen.Return(jen.Qual("fmt", "Errorf").Call(jen.Lit("%s: decode %s event %s of %s %s: %w"),
+				jen.Id("Name"), jen.Id("env").Dot("Type"), jen.Id("env").Dot("EventID"), jen.Id("env").Dot("AggregateType"), jen.Id("env").Dot("AggregateID"), jen.Err())),
+		),
+		jen.Return(jen.Id("on").Call(jen.Id("ctx"), jen.Id("tx"), jen.Id("env"), jen.Id("e"))),
 	)
 	return f
 }

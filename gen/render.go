@@ -20,6 +20,58 @@ func specBase(spec *Spec) string {
 	return filepath.Base(spec.File)
 }
 
+// commentWidth is the most columns a generated comment line takes, as in most
+// hand-written Go.
+const commentWidth = 80
+
+// doc wraps text into // comment lines for a top-level declaration; a "\n" in text
+// starts a new line, an empty line an empty comment line. jennifer writes a
+// comment that starts with "//" as it is.
+func doc(text string) string {
+	return wrapComment(text, 0)
+}
+
+// wrapComment wraps text into // comment lines of at most commentWidth columns
+// when the comment is indented by indent tabs (a tab counts as four columns). A
+// word longer than a line gets a line of its own.
+func wrapComment(text string, indent int) string {
+	width := commentWidth - 4*indent - len("//")
+	var b strings.Builder
+	for i, para := range strings.Split(text, "\n") {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString("//")
+		n := 0 // columns on the current line after "//"
+		for _, w := range strings.Fields(para) {
+			if n > 0 && n+1+len(w) > width {
+				b.WriteString("\n//")
+				n = 0
+			}
+			b.WriteString(" " + w)
+			n += 1 + len(w)
+		}
+	}
+	return b.String()
+}
+
+// field is one "name: value" element of a composite literal.
+func field(name string, value jen.Code) jen.Code {
+	return jen.Id(name).Op(":").Add(value)
+}
+
+// fields is the body of a composite literal, one element a line, in the order given:
+// list fields in the order their struct declares them (jen.Dict would sort them by
+// name).
+func fields(elems ...jen.Code) *jen.Statement {
+	return jen.ValuesFunc(func(g *jen.Group) {
+		for _, e := range elems {
+			g.Line().Add(e)
+		}
+		g.Line()
+	})
+}
+
 // render formats f (jennifer runs go/format), groups its imports the usual way and
 // names the output in errors.
 func render(name string, f *jen.File) ([]byte, error) {

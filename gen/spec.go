@@ -529,7 +529,6 @@ func (p *loader) checkGoNames(spec *Spec, eventNodes map[string]*yaml.Node) {
 		"Event":  "the generated Event interface",
 		"Encode": "the generated Encode function",
 		"Decode": "the generated Decode function",
-		"Types":  "the generated Types list",
 	}
 	for _, agg := range spec.Aggregates {
 		for _, id := range []string{agg.Name + "Event", "Append" + agg.Name, agg.Name + "AggregateType"} {

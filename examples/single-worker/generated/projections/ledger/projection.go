@@ -20,18 +20,10 @@ import (
 // Name is the projection's name, which keys its checkpoints.
 const Name = "ledger"
 
-// EventTypes are the event types the projection reads; the runtime filters the
-// stream to them in SQL.
-var EventTypes = []string{
-	events.AccountOpenedType,
-	events.MoneyDepositedType,
-	events.MoneyWithdrawnType,
-}
-
 // Handler handles the events of the projection, one method per event type. Each
 // method runs inside the batch's transaction tx: writes made through tx commit
 // together with the checkpoint, exactly once. env is the stored envelope
-// (position, aggregate id and version, event id, metadata, time); e is its payload.
+// (position, aggregate, event id, metadata, time) and e its decoded payload.
 type Handler interface {
 	// OnAccountOpened handles AccountOpened events of aggregate Account.
 	OnAccountOpened(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.AccountOpened) error
@@ -41,7 +33,24 @@ type Handler interface {
 	OnMoneyWithdrawn(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.MoneyWithdrawn) error
 }
 
-// dispatcher decodes each event by type and calls the matching Handler method.
+// New returns the projection with h as its handler, ready for projection.Main
+// or the projection runtime.
+func New(h Handler) projection.Projection {
+	return projection.Projection{
+		Name: Name,
+		// The runtime filters the stream to these types in SQL.
+		EventTypes: []string{
+			events.AccountOpenedType,
+			events.MoneyDepositedType,
+			events.MoneyWithdrawnType,
+		},
+		Handler:     dispatcher{h: h},
+		Partitioned: false,
+	}
+}
+
+// dispatcher calls the Handler method of each event's type with the decoded
+// payload.
 type dispatcher struct {
 	h Handler
 }
@@ -50,35 +59,23 @@ type dispatcher struct {
 func (d dispatcher) Handle(ctx context.Context, tx pgx.Tx, env *eventstore.Event) error {
 	switch env.Type {
 	case events.AccountOpenedType:
-		var e events.AccountOpened
-		if err := json.Unmarshal(env.Payload, &e); err != nil {
-			return fmt.Errorf("%s: decode %s event %s: %w", Name, env.Type, env.EventID, err)
-		}
-		return d.h.OnAccountOpened(ctx, tx, env, e)
+		return handle(ctx, tx, env, d.h.OnAccountOpened)
 	case events.MoneyDepositedType:
-		var e events.MoneyDeposited
-		if err := json.Unmarshal(env.Payload, &e); err != nil {
-			return fmt.Errorf("%s: decode %s event %s: %w", Name, env.Type, env.EventID, err)
-		}
-		return d.h.OnMoneyDeposited(ctx, tx, env, e)
+		return handle(ctx, tx, env, d.h.OnMoneyDeposited)
 	case events.MoneyWithdrawnType:
-		var e events.MoneyWithdrawn
-		if err := json.Unmarshal(env.Payload, &e); err != nil {
-			return fmt.Errorf("%s: decode %s event %s: %w", Name, env.Type, env.EventID, err)
-		}
-		return d.h.OnMoneyWithdrawn(ctx, tx, env, e)
+		return handle(ctx, tx, env, d.h.OnMoneyWithdrawn)
 	default:
-		return fmt.Errorf("%s: unexpected event type %q (event %s)", Name, env.Type, env.EventID)
+		return fmt.Errorf("%s: unexpected event type %q (event %s of %s %s)", Name, env.Type, env.EventID, env.AggregateType, env.AggregateID)
 	}
 }
 
-// New returns the projection with h as its handler, ready for projection.Main or
-// the projection runtime.
-func New(h Handler) projection.Projection {
-	return projection.Projection{
-		EventTypes:  EventTypes,
-		Handler:     dispatcher{h: h},
-		Name:        Name,
-		Partitioned: false,
+// handle decodes the payload of env into the event type on takes, and calls on
+// with it. A payload that does not decode is an error naming the event.
+func handle[T events.Event](ctx context.Context, tx pgx.Tx, env *eventstore.Event,
+	on func(context.Context, pgx.Tx, *eventstore.Event, T) error) error {
+	var e T
+	if err := json.Unmarshal(env.Payload, &e); err != nil {
+		return fmt.Errorf("%s: decode %s event %s of %s %s: %w", Name, env.Type, env.EventID, env.AggregateType, env.AggregateID, err)
 	}
+	return on(ctx, tx, env, e)
 }

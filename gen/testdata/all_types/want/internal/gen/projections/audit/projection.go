@@ -20,25 +20,35 @@ import (
 // Name is the projection's name, which keys its checkpoints.
 const Name = "audit"
 
-// EventTypes are the event types the projection reads; the runtime filters the
-// stream to them in SQL.
-var EventTypes = []string{
-	events.CustomerDeletedType,
-	events.CustomerRegisteredType,
-}
-
 // Handler handles the events of the projection, one method per event type. Each
 // method runs inside the batch's transaction tx: writes made through tx commit
 // together with the checkpoint, exactly once. env is the stored envelope
-// (position, aggregate id and version, event id, metadata, time); e is its payload.
+// (position, aggregate, event id, metadata, time) and e its decoded payload.
 type Handler interface {
 	// OnCustomerDeleted handles CustomerDeleted events of aggregate Customer.
 	OnCustomerDeleted(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.CustomerDeleted) error
-	// OnCustomerRegistered handles CustomerRegistered events of aggregate Customer.
+	// OnCustomerRegistered handles CustomerRegistered events of aggregate
+	// Customer.
 	OnCustomerRegistered(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.CustomerRegistered) error
 }
 
-// dispatcher decodes each event by type and calls the matching Handler method.
+// New returns the projection with h as its handler, ready for projection.Main
+// or the projection runtime.
+func New(h Handler) projection.Projection {
+	return projection.Projection{
+		Name: Name,
+		// The runtime filters the stream to these types in SQL.
+		EventTypes: []string{
+			events.CustomerDeletedType,
+			events.CustomerRegisteredType,
+		},
+		Handler:     dispatcher{h: h},
+		Partitioned: false,
+	}
+}
+
+// dispatcher calls the Handler method of each event's type with the decoded
+// payload.
 type dispatcher struct {
 	h Handler
 }
@@ -47,29 +57,21 @@ type dispatcher struct {
 func (d dispatcher) Handle(ctx context.Context, tx pgx.Tx, env *eventstore.Event) error {
 	switch env.Type {
 	case events.CustomerDeletedType:
-		var e events.CustomerDeleted
-		if err := json.Unmarshal(env.Payload, &e); err != nil {
-			return fmt.Errorf("%s: decode %s event %s: %w", Name, env.Type, env.EventID, err)
-		}
-		return d.h.OnCustomerDeleted(ctx, tx, env, e)
+		return handle(ctx, tx, env, d.h.OnCustomerDeleted)
 	case events.CustomerRegisteredType:
-		var e events.CustomerRegistered
-		if err := json.Unmarshal(env.Payload, &e); err != nil {
-			return fmt.Errorf("%s: decode %s event %s: %w", Name, env.Type, env.EventID, err)
-		}
-		return d.h.OnCustomerRegistered(ctx, tx, env, e)
+		return handle(ctx, tx, env, d.h.OnCustomerRegistered)
 	default:
-		return fmt.Errorf("%s: unexpected event type %q (event %s)", Name, env.Type, env.EventID)
+		return fmt.Errorf("%s: unexpected event type %q (event %s of %s %s)", Name, env.Type, env.EventID, env.AggregateType, env.AggregateID)
 	}
 }
 
-// New returns the projection with h as its handler, ready for projection.Main or
-// the projection runtime.
-func New(h Handler) projection.Projection {
-	return projection.Projection{
-		EventTypes:  EventTypes,
-		Handler:     dispatcher{h: h},
-		Name:        Name,
-		Partitioned: false,
+// handle decodes the payload of env into the event type on takes, and calls on
+// with it. A payload that does not decode is an error naming the event.
+func handle[T events.Event](ctx context.Context, tx pgx.Tx, env *eventstore.Event,
+	on func(context.Context, pgx.Tx, *eventstore.Event, T) error) error {
+	var e T
+	if err := json.Unmarshal(env.Payload, &e); err != nil {
+		return fmt.Errorf("%s: decode %s event %s of %s %s: %w", Name, env.Type, env.EventID, env.AggregateType, env.AggregateID, err)
 	}
+	return on(ctx, tx, env, e)
 }
