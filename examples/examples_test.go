@@ -771,28 +771,33 @@ func TestReadmes(t *testing.T) {
 			checkReadmePart(t, name+"/"+part, steps, files)
 		}
 	}
-	err = filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && d.Name() == "bin" {
-			return filepath.SkipDir
-		}
-		if d.IsDir() {
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
+	for path, b := range exampleFiles(t, ".") {
 		if strings.Contains(strings.ToLower(string(b)), "dock"+"er") {
 			t.Errorf("%s mentions Dock"+"er", path)
 		}
-		return nil
+	}
+}
+
+// exampleFiles returns the content of every file under dir, by path, but those in
+// bin/ folders (the programs the READMEs build).
+func exampleFiles(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			if err == nil && d.Name() == "bin" {
+				return filepath.SkipDir
+			}
+			return err
+		}
+		b, err := os.ReadFile(path)
+		out[path] = b
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return out
 }
 
 // checkReadmePart checks the steps of a README, or of one of its walk-throughs: some
