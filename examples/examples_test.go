@@ -10,10 +10,16 @@
 //	<!-- test: wait CHECK -->       the example's test checks CHECK, polling until it holds
 //	<!-- test: stop NAME -->        Ctrl+C (or SIGTERM) for NAME, which must exit 0
 //	<!-- test: exits NAME CODE -->  NAME must end by itself with exit code CODE
+//	<!-- test: walkthrough NAME --> the steps after it, up to the next walkthrough
+//	                                directive, are the walk-through NAME
 //
 // Each example's test names its checks; a check the README never uses, or a check the
 // README names that does not exist, fails the test. Whatever runs in the background at
 // the end gets Ctrl+C / SIGTERM and must exit 0.
+//
+// A README with walk-throughs (runWalkthroughs) begins with their setup: commands that
+// build, without a database, run once in the example's folder. Each walk-through then
+// runs as a subtest of its own, in parallel with the others, against a fresh database.
 package examples_test
 
 import (
@@ -47,6 +53,7 @@ type step struct {
 	code string // shell code of run and background steps
 	exit int    // expected exit code of an exits step
 	line int    // line in README.md
+	walk string // the walk-through the step belongs to; "" before the first
 }
 
 var (
@@ -64,6 +71,8 @@ func parseReadme(path string) ([]step, error) {
 	var (
 		steps   []step
 		pending *step // a skip or background directive waiting for its block
+		walk    string
+		walks   = map[string]bool{}
 	)
 	for i := 0; i < len(lines); i++ {
 		line := strings.TrimSpace(lines[i])
@@ -75,8 +84,13 @@ func parseReadme(path string) ([]step, error) {
 			if pending != nil {
 				return nil, fmt.Errorf("%s:%d: directive %q before the ```sh block of the one on line %d", path, i+1, m[1], pending.line)
 			}
-			s := step{kind: f[0], line: i + 1}
+			s := step{kind: f[0], line: i + 1, walk: walk}
 			switch {
+			case f[0] == "walkthrough" && len(f) == 2:
+				if walks[f[1]] {
+					return nil, fmt.Errorf("%s:%d: walk-through %q named twice", path, i+1, f[1])
+				}
+				walk, walks[f[1]] = f[1], true
 			case f[0] == "skip" && len(f) == 1:
 				pending = &s
 			case f[0] == "background" && len(f) == 2:
@@ -114,7 +128,7 @@ func parseReadme(path string) ([]step, error) {
 			}
 			continue
 		}
-		s := step{kind: "run", line: start + 1}
+		s := step{kind: "run", line: start + 1, walk: walk}
 		if pending != nil {
 			s = *pending
 			pending = nil
@@ -125,7 +139,28 @@ func parseReadme(path string) ([]step, error) {
 	if pending != nil {
 		return nil, fmt.Errorf("%s:%d: directive without a ```sh block after it", path, pending.line)
 	}
+	if len(walks) > 0 {
+		for _, s := range steps {
+			if s.walk == "" && s.kind != "run" && s.kind != "skip" {
+				return nil, fmt.Errorf("%s:%d: %s before the first walk-through: its setup runs commands only", path, s.line, s.kind)
+			}
+		}
+	}
 	return steps, nil
+}
+
+// walkthroughs returns the names of the README's walk-throughs in order, and the
+// steps of each; the setup before the first is under "".
+func walkthroughs(steps []step) ([]string, map[string][]step) {
+	var names []string
+	byWalk := map[string][]step{}
+	for _, s := range steps {
+		if _, seen := byWalk[s.walk]; !seen && s.walk != "" {
+			names = append(names, s.walk)
+		}
+		byWalk[s.walk] = append(byWalk[s.walk], s)
+	}
+	return names, byWalk
 }
 
 // check is an example's assertion at a wait step. It returns nil when the condition
@@ -189,6 +224,69 @@ func runExample(t *testing.T, name string, checks map[string]check) *runner {
 // runExampleOn is runExample with the database at url ("": a fresh one).
 func runExampleOn(t *testing.T, name, url string, checks map[string]check) *runner {
 	t.Helper()
+	dir, steps := readExample(t, name)
+	if names, _ := walkthroughs(steps); len(names) > 0 {
+		t.Fatalf("%s/README.md has walk-throughs %v: run it with runWalkthroughs", name, names)
+	}
+	return runSteps(t, dir, steps, url, checks)
+}
+
+// walkthrough is the test of one walk-through: its checks and the assertions after
+// its last step.
+type walkthrough struct {
+	checks map[string]check
+	after  func(t *testing.T, r *runner)
+}
+
+// runWalkthroughs runs the setup of examples/<name>'s README, then each walk-through
+// as a parallel subtest named after it, against a fresh database each. Every
+// walk-through of the README needs a test in walks, and every test a walk-through.
+func runWalkthroughs(t *testing.T, name string, walks map[string]walkthrough) {
+	t.Helper()
+	dir, steps := readExample(t, name)
+	names, byWalk := walkthroughs(steps)
+	for _, n := range names {
+		if _, ok := walks[n]; !ok {
+			t.Errorf("%s/README.md: walk-through %q has no test", name, n)
+		}
+	}
+	for n := range walks {
+		if _, ok := byWalk[n]; !ok {
+			t.Errorf("%s/README.md has no walk-through %q", name, n)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	warmUp(t)
+	env := exampleEnv(t, "")
+	for _, s := range byWalk[""] {
+		if s.kind != "run" {
+			continue
+		}
+		start := time.Now()
+		out, err := runShell(dir, env, s.code)
+		t.Logf("README.md:%d: setup ran in %s:\n%s%s", s.line, time.Since(start).Round(time.Millisecond), indent(s.code), indent(out))
+		if err != nil {
+			t.Fatalf("README.md:%d: %v", s.line, err)
+		}
+	}
+	for _, n := range names {
+		w := walks[n]
+		t.Run(n, func(t *testing.T) {
+			t.Parallel()
+			r := runSteps(t, dir, byWalk[n], "", w.checks)
+			if !t.Failed() && w.after != nil {
+				w.after(t, r)
+			}
+		})
+	}
+}
+
+// readExample returns the folder of examples/<name> and the steps of its README. It
+// skips the test with -short.
+func readExample(t *testing.T, name string) (string, []step) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the example's programs; skipped with -short")
 	}
@@ -200,6 +298,13 @@ func runExampleOn(t *testing.T, name, url string, checks map[string]check) *runn
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir, steps
+}
+
+// runSteps runs steps in dir against the database at url ("": a fresh one), with the
+// given checks, and returns the runner for final assertions.
+func runSteps(t *testing.T, dir string, steps []step, url string, checks map[string]check) *runner {
+	t.Helper()
 	warmUp(t)
 	if url == "" {
 		url = pgtest.NewEmptyDatabase(t)
@@ -243,7 +348,7 @@ func warmUp(t *testing.T) {
 }
 
 // exampleEnv is the environment of the README's commands: this process's, without
-// esgen's settings, with DATABASE_URL and psql on PATH.
+// esgen's settings, with psql on PATH and DATABASE_URL (none if url is "").
 func exampleEnv(t *testing.T, url string) []string {
 	psql, err := pgtest.Bin("psql")
 	if err != nil {
@@ -259,7 +364,11 @@ func exampleEnv(t *testing.T, url string) []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env, "DATABASE_URL="+url, "PATH="+filepath.Dir(psql)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	env = append(env, "PATH="+filepath.Dir(psql)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	if url != "" {
+		env = append(env, "DATABASE_URL="+url)
+	}
+	return env
 }
 
 func (r *runner) run(steps []step) {
@@ -304,11 +413,14 @@ func (r *runner) run(steps []step) {
 
 // shell runs code with bash in the example's folder, with -e: the first failing
 // command fails the step.
-func (r *runner) shell(code string) (string, error) {
+func (r *runner) shell(code string) (string, error) { return runShell(r.dir, r.env, code) }
+
+// runShell runs code with bash -e in dir with the environment env.
+func runShell(dir string, env []string, code string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-e", "-o", "pipefail", "-c", code)
-	cmd.Dir, cmd.Env = r.dir, r.env
+	cmd.Dir, cmd.Env = dir, env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	out, err := cmd.CombinedOutput()
@@ -627,76 +739,103 @@ next:
 	return found
 }
 
-// TestReadmes checks, without running anything, that every example's README parses
-// into steps and stops what it starts in the background, and that no file of the
-// examples relies on a container runtime.
+// TestReadmes checks, without running anything, that every example's README (each
+// of its walk-throughs, if it has some) parses into steps, applies every migration and
+// stops what it starts in the background, and that no file of the examples relies on
+// a container runtime.
 func TestReadmes(t *testing.T) {
-	for _, name := range []string{"basic", "single-worker", "partitioned", "worker-pool", "scaling"} {
-		steps, err := parseReadme(filepath.Join(name, "README.md"))
+	readmes, err := filepath.Glob(filepath.Join("*", "README.md"))
+	if err != nil || len(readmes) == 0 {
+		t.Fatalf("no examples: %v", err)
+	}
+	for _, readme := range readmes {
+		name := filepath.Dir(readme)
+		steps, err := parseReadme(readme)
 		if err != nil {
 			t.Error(err)
 			continue
 		}
-		running := map[string]bool{}
-		runs := 0
-		for _, s := range steps {
-			switch s.kind {
-			case "run":
-				runs++
-			case "background":
-				running[s.name] = true
-			case "stop", "exits":
-				if !running[s.name] {
-					t.Errorf("%s/README.md:%d: %s %s, which does not run", name, s.line, s.kind, s.name)
-				}
-				delete(running, s.name)
-			}
-		}
-		if runs == 0 || len(steps) < 4 {
-			t.Errorf("%s/README.md: %d steps, %d commands", name, len(steps), runs)
-		}
-		for n := range running {
-			t.Errorf("%s/README.md: %s is started in the background but never stopped", name, n)
-		}
-		// Every migration, esgen's (a new one appears with go generate) and the read
-		// model's, is applied by the README's psql command.
-		var psql string
-		for _, s := range steps {
-			if s.kind == "run" && strings.Contains(s.code, "psql") && strings.Contains(s.code, "ON_ERROR_STOP") {
-				psql += s.code
+		names, byWalk := walkthroughs(steps)
+		parts := map[string][]step{"README.md": steps}
+		if len(names) > 0 {
+			parts = map[string][]step{}
+			for _, n := range names {
+				parts["README.md, walk-through "+n] = byWalk[n]
 			}
 		}
 		files, _ := filepath.Glob(filepath.Join(name, "sql", "migrations", "*.sql"))
 		if len(files) < 3 {
 			t.Errorf("%s: %d migrations; want esgen's and the read model's", name, len(files))
 		}
-		for _, f := range files {
-			if !strings.Contains(psql, "-f sql/migrations/"+filepath.Base(f)) {
-				t.Errorf("%s/README.md does not apply %s with psql", name, f)
-			}
+		for part, steps := range parts {
+			checkReadmePart(t, name+"/"+part, steps, files)
 		}
 	}
-	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && d.Name() == "bin" {
-			return filepath.SkipDir
-		}
-		if d.IsDir() {
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
+	for path, b := range exampleFiles(t, ".") {
 		if strings.Contains(strings.ToLower(string(b)), "dock"+"er") {
 			t.Errorf("%s mentions Dock"+"er", path)
 		}
-		return nil
+	}
+}
+
+// exampleFiles returns the content of every file under dir, by path, but those in
+// bin/ folders (the programs the READMEs build).
+func exampleFiles(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			if err == nil && d.Name() == "bin" {
+				return filepath.SkipDir
+			}
+			return err
+		}
+		b, err := os.ReadFile(path)
+		out[path] = b
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	return out
+}
+
+// checkReadmePart checks the steps of a README, or of one of its walk-throughs: some
+// commands, background commands that are stopped, and every migration, esgen's (a
+// new one appears with go generate) and the read model's, applied by its psql command.
+func checkReadmePart(t *testing.T, part string, steps []step, migrations []string) {
+	t.Helper()
+	running := map[string]bool{}
+	runs := 0
+	for _, s := range steps {
+		switch s.kind {
+		case "run":
+			runs++
+		case "background":
+			running[s.name] = true
+		case "stop", "exits":
+			if !running[s.name] {
+				t.Errorf("%s:%d: %s %s, which does not run", part, s.line, s.kind, s.name)
+			}
+			delete(running, s.name)
+		}
+	}
+	if runs == 0 || len(steps) < 4 {
+		t.Errorf("%s: %d steps, %d commands", part, len(steps), runs)
+	}
+	for n := range running {
+		t.Errorf("%s: %s is started in the background but never stopped", part, n)
+	}
+	var psql string
+	for _, s := range steps {
+		if s.kind == "run" && strings.Contains(s.code, "psql") && strings.Contains(s.code, "ON_ERROR_STOP") {
+			psql += s.code
+		}
+	}
+	for _, f := range migrations {
+		if !strings.Contains(psql, "-f sql/migrations/"+filepath.Base(f)) {
+			t.Errorf("%s does not apply %s with psql", part, f)
+		}
 	}
 }
 
@@ -720,8 +859,29 @@ func TestParseReadmeDirectives(t *testing.T) {
 	if got != want {
 		t.Errorf("steps:\n got %s\nwant %s", got, want)
 	}
+	readme = "```sh\ngo build\n```\n<!-- test: walkthrough one -->\n```sh\necho 1\n```\n<!-- test: wait ok -->\n" +
+		"<!-- test: walkthrough two -->\n<!-- test: background p -->\n```sh\n./bin/p\n```\n<!-- test: stop p -->\n"
+	if err := os.WriteFile(path, []byte(readme), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if steps, err = parseReadme(path); err != nil {
+		t.Fatal(err)
+	}
+	names, byWalk := walkthroughs(steps)
+	got = fmt.Sprint(names) + ";"
+	for _, n := range []string{"", "one", "two"} {
+		for _, s := range byWalk[n] {
+			got += fmt.Sprintf("%s:%s:%s:%d;", n, s.kind, s.name, s.line)
+		}
+	}
+	if want := "[one two];:run::1;one:run::5;one:wait:ok:8;two:background:p:10;two:stop:p:14;"; got != want {
+		t.Errorf("walk-throughs:\n got %s\nwant %s", got, want)
+	}
 	for _, bad := range []string{
 		"<!-- test: fly -->\n",
+		"<!-- test: walkthrough -->\n",
+		"<!-- test: walkthrough a -->\n```sh\necho\n```\n<!-- test: walkthrough a -->\n",
+		"<!-- test: background p -->\n```sh\n./bin/p\n```\n<!-- test: walkthrough a -->\n<!-- test: stop p -->\n",
 		"<!-- test: background p -->\n```text\nx\n```\n",
 		"<!-- test: background p -->\n",
 		"```sh\necho never closed\n",
