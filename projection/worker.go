@@ -72,7 +72,6 @@ type worker struct {
 
 	next  *eventstore.Position // the checkpoint this worker just committed, while catching up
 	ahead *readAhead           // the next batch, being read on another connection
-	names names                // aggregate and event type names seen (one read at a time uses it)
 }
 
 // run processes the partition until ctx ends (nil) or it fails for good. hardCtx
