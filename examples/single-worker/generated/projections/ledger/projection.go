@@ -72,8 +72,8 @@ func (d dispatcher) Handle(ctx context.Context, tx pgx.Tx, env *eventstore.Event
 	}
 }
 
-// New returns the projection with h as its handler, ready for projection.Main or
-// the projection runtime.
+// New returns the projection with h as its handler, ready for projector.Main or
+// projection.Run.
 func New(h Handler) projection.Projection {
 	return projection.Projection{
 		EventTypes:  EventTypes,
