@@ -8,7 +8,8 @@
 //
 //	projector.Main(balancesgen.New(&balances.Handlers{}))
 //
-// It must not know how batches are read, handled or checkpointed, nor any SQL: all it
-// does with the database goes through projection.Run. Programs that embed projections
-// in a process of their own call projection.Run directly and do not need it.
+// It must not know how batches are read, handled or checkpointed, nor any SQL: it
+// creates the connection pool and hands it to projection.Run. Programs that embed
+// projections in a process of their own call projection.Run directly and do not need
+// it.
 package projector

@@ -6,9 +6,10 @@
 //
 // Each condition they share is written once, here: the column list, "after a position
 // in commit-safe order", the partition filter, the event type filter and the
-// retired-layout predicate. A change to how events are read (which rows a reader may
-// see, how a partition is selected) is made in this file and nowhere else. Every other
-// statement of esgen is in sql/queries (sqlc).
+// retired-layout predicate. A change to which events a reader gets, or how a partition
+// selects them, is made in this file. Every other statement of esgen is in sql/queries
+// (sqlc); of those, only the visible head of the stream (StreamHead, and GetCheckpoint
+// with it) also depends on commit-safe visibility.
 //
 // It renders SQL text and its arguments, nothing more: it must not know connections,
 // the Go event type or how rows are decoded (eventstore.ScanEvents), nor how a
