@@ -10,6 +10,7 @@
 // The packages:
 //   - eventstore: append with optimistic concurrency and gap-safe reading of the stream.
 //   - projection: the partitioned, exactly-once projection runtime.
+//   - projector: the process main of a generated projector binary.
 //   - migrate: esgen's schema, embedded, applied with version tracking.
 //   - gen: esgen.yaml loading, validation and code generation.
 //

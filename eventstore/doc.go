@@ -37,4 +37,14 @@
 // Each event stores the FNV-1a-32 hash of its aggregate id; partition k of n reads the
 // events whose hash mod n is k, filtered in SQL ([PartitionOf], [Hash]). All events of
 // one aggregate are in one partition.
+//
+// # Decoding
+//
+// [ScanEvents] turns rows of esgen_events into [Event] values; every read of the store
+// and of the projection runtime decodes with it. The read statements themselves are
+// rendered in one place, internal/readsql.
+//
+// The package is the bottom layer: it knows the event tables and esgen_append, and
+// nothing about projections, checkpoints or how a process runs. Its API speaks in its
+// own types (no generated sqlc type appears in it).
 package eventstore

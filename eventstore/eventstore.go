@@ -14,11 +14,16 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/esgen-dev/esgen/generated/dbsqlc"
+	"github.com/esgen-dev/esgen/internal/readsql"
 )
 
 // DBTX is what the store needs of a connection: pgx.Tx, *pgx.Conn and *pgxpool.Pool
 // all have it. Pass a transaction to make an append part of a larger unit of work.
-type DBTX = dbsqlc.DBTX
+type DBTX interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
 
 var queries = dbsqlc.New()
 
@@ -242,24 +247,13 @@ func ReadAll(ctx context.Context, db DBTX, opts ReadOptions) ([]Event, error) {
 	if limit <= 0 {
 		limit = DefaultReadLimit
 	}
-	types := opts.EventTypes
-	if types == nil {
-		types = []string{}
-	}
-	rows, err := queries.ReadAll(ctx, db, dbsqlc.ReadAllParams{
-		AfterTransactionID: pgtype.Uint64{Uint64: opts.After.TransactionID, Valid: true},
-		AfterPosition:      opts.After.GlobalPosition,
-		TotalPartitions:    int32(opts.TotalPartitions),
-		PartitionKey:       int32(opts.PartitionKey),
-		EventTypes:         types,
-		BatchLimit:         int32(limit),
-	})
+	st := readsql.ReadAll(readsql.Filter{
+		AfterTransactionID: opts.After.TransactionID, AfterPosition: opts.After.GlobalPosition,
+		TotalPartitions: opts.TotalPartitions, PartitionKey: opts.PartitionKey, EventTypes: opts.EventTypes,
+	}, limit)
+	out, err := query(ctx, db, st)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: read after %s: %w", opts.After, err)
-	}
-	out := make([]Event, len(rows))
-	for i, r := range rows {
-		out[i] = FromRow(r)
 	}
 	return out, nil
 }
@@ -270,18 +264,22 @@ func ReadAggregate(ctx context.Context, db DBTX, aggregateType, aggregateID stri
 	if to <= 0 {
 		to = 1<<63 - 1
 	}
-	rows, err := queries.ReadAggregate(ctx, db, dbsqlc.ReadAggregateParams{
-		AggregateType: aggregateType,
-		AggregateID:   aggregateID,
-		FromVersion:   from,
-		ToVersion:     to,
-	})
+	out, err := query(ctx, db, readsql.ReadAggregate(aggregateType, aggregateID, from, to))
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: read %s %q: %w", aggregateType, aggregateID, err)
 	}
-	out := make([]Event, len(rows))
-	for i, r := range rows {
-		out[i] = FromRow(r)
+	return out, nil
+}
+
+// query runs a read of events (never nil without an error).
+func query(ctx context.Context, db DBTX, st readsql.Statement) ([]Event, error) {
+	rows, err := db.Query(ctx, st.SQL, st.Args...)
+	if err != nil {
+		return nil, err
+	}
+	out, err := ScanEvents(rows, []Event{})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -296,24 +294,4 @@ func AggregateVersion(ctx context.Context, db DBTX, aggregateType, aggregateID s
 		return 0, fmt.Errorf("eventstore: version of %s %q: %w", aggregateType, aggregateID, err)
 	}
 	return v, nil
-}
-
-// FromRow converts a row of esgen_events, as the generated queries return it, to an
-// Event. The projection runtime reads with queries of its own and shares this.
-func FromRow(r dbsqlc.EsgenEvent) Event {
-	return Event{
-		Position:         Position{TransactionID: r.TransactionID.Uint64, GlobalPosition: r.GlobalPosition},
-		EventID:          r.EventID.Bytes,
-		AggregateType:    r.AggregateType,
-		AggregateID:      r.AggregateID,
-		AggregateVersion: r.AggregateVersion,
-		Type:             r.EventType,
-		Version:          r.EventVersion,
-		Payload:          r.Payload,
-		Metadata:         r.Metadata,
-		CorrelationID:    uuid.NullUUID{UUID: r.CorrelationID.Bytes, Valid: r.CorrelationID.Valid},
-		CausationID:      uuid.NullUUID{UUID: r.CausationID.Bytes, Valid: r.CausationID.Valid},
-		PartitionHash:    uint32(r.PartitionHash),
-		CreatedAt:        r.CreatedAt.Time,
-	}
 }

@@ -47,7 +47,7 @@ func projectionFile(pr *Projection, paths importPaths) *jen.File {
 		}
 	})
 
-	f.Comment(doc("New returns the projection with h as its handler, ready for projection.Main or the projection runtime."))
+	f.Comment(doc("New returns the projection with h as its handler, ready for projector.Main or projection.Run."))
 	f.Func().Id("New").Params(jen.Id("h").Id("Handler")).Qual(projectionPkg, "Projection").Block(
 		jen.Return(jen.Qual(projectionPkg, "Projection").Add(fields(
 			field("Name", jen.Id("Name")),
@@ -102,9 +102,12 @@ func projectionFile(pr *Projection, paths importPaths) *jen.File {
 	return f
 }
 
+// projectorPkg is the process main that generated projector binaries call.
+const projectorPkg = "github.com/esgen-dev/esgen/projector"
+
 // projectorMain emits cmd/<name>-projector/main.go. Flags and environment
 // (DATABASE_URL, PARTITION_KEY, TOTAL_PARTITIONS, --partition-key, --total-partitions)
-// are parsed by projection.Main, so every projector behaves the same.
+// are parsed by projector.Main, so every projector behaves the same.
 func projectorMain(pr *Projection, paths importPaths) *jen.File {
 	genPath := paths.projections + "/" + pr.Name
 	userPath := paths.handlers + "/" + pr.Name
@@ -116,11 +119,11 @@ func projectorMain(pr *Projection, paths importPaths) *jen.File {
 		partitioning = "// The projection is not partitioned: one worker reads the whole stream in order."
 	}
 	f.PackageComment(fmt.Sprintf("// Command %s-projector runs the %s projection with the handlers of\n// %s.\n// It connects to the database named by DATABASE_URL.\n%s", pr.Name, pr.Name, userPath, partitioning))
-	f.ImportName(projectionPkg, "projection")
+	f.ImportName(projectorPkg, "projector")
 	f.ImportAlias(genPath, pr.Name+"gen")
 	f.ImportName(userPath, pr.Name)
 	f.Func().Id("main").Params().Block(
-		jen.Qual(projectionPkg, "Main").Call(
+		jen.Qual(projectorPkg, "Main").Call(
 			jen.Qual(genPath, "New").Call(jen.Op("&").Qual(userPath, "Handlers").Values()),
 		),
 	)

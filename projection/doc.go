@@ -101,7 +101,17 @@
 //
 // # Running
 //
-// [Main] is the whole main of a generated projector binary (flags and environment,
-// logging, signals, exit codes). [Run] is the programmatic form. [Status] and [Reset]
-// back the esgen status and esgen reset commands.
+// [Run] runs partitions of a projection in the calling process. The whole main of a
+// generated projector binary (flags and environment, logging, signals, exit codes) is
+// the package projector around it. [Status] and [Reset] back the esgen status and esgen
+// reset commands.
+//
+// # What the package holds
+//
+// The runtime API and the batch loop: layouts and checkpoints (sql/queries), the batch
+// read (its statement is rendered by internal/readsql, its rows decoded by
+// eventstore.ScanEvents), handling, retries and fencing. Listening for appends is
+// internal/notify. It must not know processes (flags, environment, signals, exit codes:
+// package projector) nor generated code: a [Projection] is a name, event types and a
+// [Handler].
 package projection

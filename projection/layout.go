@@ -16,6 +16,7 @@ import (
 
 	"github.com/esgen-dev/esgen/eventstore"
 	"github.com/esgen-dev/esgen/generated/dbsqlc"
+	"github.com/esgen-dev/esgen/internal/readsql"
 )
 
 // LayoutChangedError stops a worker whose partition layout was replaced: another
@@ -157,10 +158,9 @@ func ensureLayout(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Con
 	took := time.Since(start)
 	// For the log only, outside the switch transaction: how many events after W the
 	// new layout will scan and skip. (-1 if it cannot be counted.)
-	handled, err := queries.CountHandledAfter(ctx, pool, dbsqlc.CountHandledAfterParams{
-		AfterTransactionID: xid8(w.TransactionID), AfterPosition: w.GlobalPosition, Projection: p.Name,
-	})
-	if err != nil {
+	var handled int64
+	count := readsql.CountHandledAfter(w.TransactionID, w.GlobalPosition, p.Name)
+	if err := pool.QueryRow(ctx, count.SQL, count.Args...).Scan(&handled); err != nil {
 		handled = -1
 	}
 	ch := LayoutChange{From: int(proj.PartitionCount), To: total, Generation: gen, Watermark: w, AlreadyHandled: handled, Took: took}

@@ -14,9 +14,13 @@ import (
 
 	"github.com/esgen-dev/esgen/eventstore"
 	"github.com/esgen-dev/esgen/generated/dbsqlc"
+	"github.com/esgen-dev/esgen/internal/notify"
 )
 
 var queries = dbsqlc.New()
+
+// Channel is the LISTEN/NOTIFY channel that esgen_append notifies in every append.
+const Channel = notify.Channel
 
 // Handler applies events to a read model. Handle runs inside the batch's transaction:
 // whatever it writes through tx commits together with the checkpoint, or not at all.
@@ -213,11 +217,12 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 	})
 	defer stopHard()
 
-	wake := newBroadcast()
+	wake := notify.NewBroadcast()
 	var wg sync.WaitGroup
 	if !cfg.DisableNotify {
-		n := &notifier{connConfig: pool.Config().ConnConfig, log: log, sig: wake, backoff: cfg.RetryBackoff}
-		wg.Go(func() { n.run(runCtx) })
+		l := &notify.Listener{ConnConfig: pool.Config().ConnConfig, Log: log, Wake: wake,
+			Backoff: func(n int) time.Duration { return backoff(cfg.RetryBackoff, 10*time.Second, n) }}
+		wg.Go(func() { l.Run(runCtx) })
 	}
 	var (
 		errMu    sync.Mutex

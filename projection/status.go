@@ -7,12 +7,12 @@ import (
 	"time"
 
 	"github.com/esgen-dev/esgen/eventstore"
-	"github.com/esgen-dev/esgen/generated/dbsqlc"
+	"github.com/esgen-dev/esgen/internal/readsql"
 )
 
 // DBTX is what [Status] and [Reset] need of a connection: *pgx.Conn, *pgxpool.Pool and
 // pgx.Tx all have it.
-type DBTX = dbsqlc.DBTX
+type DBTX = eventstore.DBTX
 
 // ProjectionStatus is a projection's layout and the state of its partitions.
 type ProjectionStatus struct {
@@ -105,10 +105,11 @@ func status(ctx context.Context, db DBTX, name string) ([]ProjectionStatus, erro
 				st.Retired = append(st.Retired, ps)
 				continue
 			}
-			ps.Lag, err = queries.PartitionLag(ctx, db, dbsqlc.PartitionLagParams{
-				AfterTransactionID: c.LastTransactionID, AfterPosition: c.LastPosition,
-				TotalPartitions: c.PartitionCount, PartitionKey: c.PartitionKey, EventTypes: p.EventTypes, Projection: p.Name,
-			})
+			lag := readsql.PartitionLag(readsql.Filter{
+				AfterTransactionID: c.LastTransactionID.Uint64, AfterPosition: c.LastPosition,
+				TotalPartitions: int(c.PartitionCount), PartitionKey: int(c.PartitionKey), EventTypes: p.EventTypes,
+			}, p.Name)
+			err = db.QueryRow(ctx, lag.SQL, lag.Args...).Scan(&ps.Lag)
 			if err != nil {
 				return nil, fmt.Errorf("projection %s: lag of partition %d: %w", p.Name, c.PartitionKey, err)
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/esgen-dev/esgen/eventstore"
 	"github.com/esgen-dev/esgen/generated/dbsqlc"
+	"github.com/esgen-dev/esgen/internal/notify"
 )
 
 // HandlerError is the error a partition stops with when its handler failed on an
@@ -57,7 +58,7 @@ type worker struct {
 	key   int
 	total int
 	gen   int64
-	wake  *broadcast
+	wake  *notify.Broadcast
 	log   *slog.Logger
 
 	indexed     bool  // esgen_events has an index on (partition_hash % total): read through it
@@ -72,7 +73,6 @@ type worker struct {
 
 	next  *eventstore.Position // the checkpoint this worker just committed, while catching up
 	ahead *readAhead           // the next batch, being read on another connection
-	names names                // aggregate and event type names seen (one read at a time uses it)
 }
 
 // run processes the partition until ctx ends (nil) or it fails for good. hardCtx

@@ -143,8 +143,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer srv.Stop()
 
-	r := &runner{cfg: cfg, srv: srv, report: &Report{Started: time.Now().UTC(), Quick: cfg.Quick},
-		readPartition: queryCapture{prefix: "-- name: ReadPartition"}}
+	r := &runner{cfg: cfg, srv: srv, report: &Report{Started: time.Now().UTC(), Quick: cfg.Quick}}
 	start := time.Now()
 	if r.report.Machine, err = describeMachine(ctx, srv); err != nil {
 		return nil, err
@@ -179,8 +178,6 @@ type runner struct {
 	report *Report
 	// statements: pg_stat_statements works in the bench databases.
 	statements bool
-	// readPartition captures the projection runtime's batch query, for EXPLAIN.
-	readPartition queryCapture
 }
 
 func (r *runner) add(res Result) {
@@ -228,16 +225,9 @@ func (r *runner) database(ctx context.Context, group string, maxConns int32) (*p
 }
 
 func newPool(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
-	return newTracedPool(ctx, url, maxConns, nil)
-}
-
-func newTracedPool(ctx context.Context, url string, maxConns int32, tracer pgx.QueryTracer) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("database url: %w", err)
-	}
-	if tracer != nil {
-		pc.ConnConfig.Tracer = tracer
 	}
 	pc.MaxConns = maxConns
 	pc.MinConns = 0

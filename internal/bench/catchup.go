@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/internal/readsql"
 	"github.com/esgen-dev/esgen/projection"
 )
 
@@ -401,7 +402,7 @@ func (r *runner) inProcess(ctx context.Context, statsPool *pgxpool.Pool, url str
 	if err != nil {
 		return Result{}, err
 	}
-	pool, err := newTracedPool(ctx, url, int32(len(spec.Partitions)+2), &r.readPartition)
+	pool, err := newPool(ctx, url, int32(len(spec.Partitions)+2))
 	if err != nil {
 		return Result{}, err
 	}
@@ -427,15 +428,9 @@ func (r *runner) inProcess(ctx context.Context, statsPool *pgxpool.Pool, url str
 // explainBatch notes what one batch query of partition 0 of 4 reads from the start, the
 // middle and nine tenths into the stream, as EXPLAIN (ANALYZE) shows it: how many rows
 // the scan of esgen_events read for the batch, and whether the plan changes with the
-// position. The query is the runtime's own, captured from an in-process run ($1, $2 the
-// position after which to read, $3 the partition count, $4 the key, $5 the event types,
-// $6 skip retired layouts, $7 the projection, $8 the batch size).
+// position. The statement is the runtime's own (readsql.ReadPartition, with the
+// partition count and key as parameters, as without a partition index).
 func (r *runner) explainBatch(ctx context.Context, pool *pgxpool.Pool, streamLen int) error {
-	query := r.readPartition.SQL()
-	if query == "" {
-		r.note("no EXPLAIN of a batch: the runtime's read query was not seen")
-		return nil
-	}
 	var parts []string
 	for _, at := range []int{0, 50, 90} {
 		var tx pgtype.Uint64
@@ -447,10 +442,12 @@ ORDER BY transaction_id, global_position OFFSET $1 LIMIT 1`, streamLen*at/100).S
 				return fmt.Errorf("explain: %w", err)
 			}
 		}
-		tx.Valid = true
+		read := readsql.ReadPartition(readsql.PartitionRead{
+			Filter: readsql.Filter{AfterTransactionID: tx.Uint64, AfterPosition: pos, TotalPartitions: catchUpPartitions},
+			Limit:  projection.DefaultBatchSize, Projection: "bench_explain",
+		})
 		var plan []byte
-		err := pool.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) `+query,
-			tx, pos, catchUpPartitions, 0, []string{}, false, "bench_explain", projection.DefaultBatchSize).Scan(&plan)
+		err := pool.QueryRow(ctx, `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) `+read.SQL, read.Args...).Scan(&plan)
 		if err != nil {
 			r.note("no EXPLAIN of a batch: %v", err)
 			return nil

@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"sync/atomic"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -110,29 +107,4 @@ func (st *ServerTime) String() string {
 		parts = append(parts, p)
 	}
 	return fmt.Sprintf("server %.2f s: %s", st.TotalMs/1000, strings.Join(parts, "; "))
-}
-
-// queryCapture keeps the first SQL text of a sqlc query (by its "-- name:" line) that a
-// pool runs: the bench explains the runtime's own batch query, not a copy of it.
-type queryCapture struct {
-	prefix string
-	sql    atomic.Pointer[string]
-}
-
-func (q *queryCapture) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	if q.sql.Load() == nil && strings.HasPrefix(data.SQL, q.prefix) {
-		sql := data.SQL
-		q.sql.CompareAndSwap(nil, &sql)
-	}
-	return ctx
-}
-
-func (q *queryCapture) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-
-// SQL returns the captured text ("" when none was seen).
-func (q *queryCapture) SQL() string {
-	if p := q.sql.Load(); p != nil {
-		return *p
-	}
-	return ""
 }

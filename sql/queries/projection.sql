@@ -49,18 +49,6 @@ SET partition_count = @partition_count::integer,
     changed_at      = now()
 WHERE name = @name::text;
 
--- name: CountHandledAfter :one
--- How many events after a position the retired layouts of a projection already handled:
--- the rows a new layout scans and skips after a change of the partition count.
-SELECT count(*)::bigint AS handled
-FROM esgen_events e
-WHERE (e.transaction_id, e.global_position) > (@after_transaction_id::xid8, @after_position::bigint)
-  AND EXISTS (
-      SELECT 1 FROM esgen_checkpoints r
-      WHERE r.projection = @projection::text AND r.retired
-        AND r.partition_key = e.partition_hash % r.partition_count
-        AND (e.transaction_id, e.global_position) <= (r.last_transaction_id, r.last_position));
-
 -- name: DeleteFinishedRetired :execrows
 -- Deletes the retired layouts that every live checkpoint has passed: no event after any
 -- live checkpoint can be at or before one of theirs.
@@ -112,32 +100,6 @@ SELECT EXISTS (
 -- name: HasRetired :one
 SELECT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE projection = @projection::text AND retired)::boolean AS has_retired;
 
--- name: ReadPartition :many
--- Reads a partition after its checkpoint in commit-safe order (see ReadAll in
--- events.sql). With skip_retired, events that a retired layout of the projection
--- already handled are left out.
---
--- "OR (SELECT false)" never matches (it is computed once per execution), but it keeps
--- the planner on the commit-order index: it has no statistics for partition_hash % n
--- and guesses that 0.5% of the rows match, so near the end of a large stream it
--- expects a batch to need every remaining row and picks a bitmap scan of all of them
--- plus a sort (43 ms instead of 1 ms per batch on 1,000,000 events, 4 partitions).
--- The OR with an unknown boolean raises its guess to about a half.
-SELECT e.global_position, e.transaction_id, e.event_id, e.aggregate_type, e.aggregate_id, e.aggregate_version,
-       e.event_type, e.event_version, e.partition_hash, e.payload, e.metadata, e.correlation_id, e.causation_id, e.created_at
-FROM esgen_events e
-WHERE (e.transaction_id, e.global_position) > (@after_transaction_id::xid8, @after_position::bigint)
-  AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-  AND (@total_partitions::integer <= 1 OR e.partition_hash % @total_partitions::integer = @partition_key::integer OR (SELECT false))
-  AND (cardinality(@event_types::text[]) = 0 OR e.event_type = ANY (@event_types::text[]))
-  AND (NOT @skip_retired::boolean OR NOT EXISTS (
-      SELECT 1 FROM esgen_checkpoints r
-      WHERE r.projection = @projection::text AND r.retired
-        AND r.partition_key = e.partition_hash % r.partition_count
-        AND (e.transaction_id, e.global_position) <= (r.last_transaction_id, r.last_position)))
-ORDER BY e.transaction_id, e.global_position
-LIMIT @batch_limit::integer;
-
 -- name: AdvanceCheckpoint :execrows
 -- Compare-and-set: moves a checkpoint only from the position this worker read it at,
 -- only in the layout generation it runs, and only while that layout is in force.
@@ -163,21 +125,9 @@ FROM esgen_checkpoints
 WHERE projection = @projection::text
 ORDER BY retired, generation DESC, partition_key;
 
--- name: PartitionLag :one
--- Events of a partition after a checkpoint that a commit-safe reader can see now and
--- that no retired layout of the projection handled: what the partition has left to do.
-SELECT count(*)::bigint AS lag
-FROM esgen_events e
-WHERE (e.transaction_id, e.global_position) > (@after_transaction_id::xid8, @after_position::bigint)
-  AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-  AND (@total_partitions::integer <= 1 OR e.partition_hash % @total_partitions::integer = @partition_key::integer)
-  AND (cardinality(@event_types::text[]) = 0 OR e.event_type = ANY (@event_types::text[]))
-  AND NOT EXISTS (
-      SELECT 1 FROM esgen_checkpoints r
-      WHERE r.projection = @projection::text AND r.retired
-        AND r.partition_key = e.partition_hash % r.partition_count
-        AND (e.transaction_id, e.global_position) <= (r.last_transaction_id, r.last_position));
-
 -- name: DeleteProjection :execrows
 -- Deletes a projection's layout and checkpoints (they cascade), so it rebuilds.
 DELETE FROM esgen_projections WHERE name = @name::text;
+
+-- The reads of esgen_events by position and by aggregate are rendered in Go, with the
+-- conditions they share written once: internal/readsql.

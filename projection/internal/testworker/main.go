@@ -4,7 +4,7 @@
 // counts each aggregate's applications in rm_seq, so the tests can check that every
 // event was applied once, in version order, by the partition FNV-1a names.
 //
-// Settings besides those of projection.Main:
+// Settings besides those of projector.Main:
 //
 //	TESTWORKER_PROJECTION  projection name (default "rm")
 //	TESTWORKER_ID          recorded with each row (default the process id)
@@ -24,6 +24,7 @@ import (
 
 	"github.com/esgen-dev/esgen/eventstore"
 	"github.com/esgen-dev/esgen/projection"
+	"github.com/esgen-dev/esgen/projector"
 )
 
 func main() {
@@ -69,5 +70,5 @@ func main() {
 		}
 		return nil
 	}
-	projection.Main(projection.Projection{Name: name, Partitioned: true, Handler: projection.HandlerFunc(h)})
+	projector.Main(projection.Projection{Name: name, Partitioned: true, Handler: projection.HandlerFunc(h)})
 }

@@ -12,9 +12,9 @@ package main
 import (
 	balancesgen "github.com/esgen-dev/esgen/examples/partitioned/generated/projections/balances"
 	"github.com/esgen-dev/esgen/examples/partitioned/projections/balances"
-	"github.com/esgen-dev/esgen/projection"
+	"github.com/esgen-dev/esgen/projector"
 )
 
 func main() {
-	projection.Main(balancesgen.New(&balances.Handlers{}))
+	projector.Main(balancesgen.New(&balances.Handlers{}))
 }

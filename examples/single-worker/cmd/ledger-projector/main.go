@@ -10,9 +10,9 @@ package main
 import (
 	ledgergen "github.com/esgen-dev/esgen/examples/single-worker/generated/projections/ledger"
 	"github.com/esgen-dev/esgen/examples/single-worker/projections/ledger"
-	"github.com/esgen-dev/esgen/projection"
+	"github.com/esgen-dev/esgen/projector"
 )
 
 func main() {
-	projection.Main(ledgergen.New(&ledger.Handlers{}))
+	projector.Main(ledgergen.New(&ledger.Handlers{}))
 }

@@ -12,9 +12,9 @@ package main
 import (
 	balancesgen "github.com/esgen-dev/esgen/internal/demo/generated/projections/balances"
 	"github.com/esgen-dev/esgen/internal/demo/projections/balances"
-	"github.com/esgen-dev/esgen/projection"
+	"github.com/esgen-dev/esgen/projector"
 )
 
 func main() {
-	projection.Main(balancesgen.New(&balances.Handlers{}))
+	projector.Main(balancesgen.New(&balances.Handlers{}))
 }

@@ -33,8 +33,8 @@ type Handler interface {
 	OnMoneyWithdrawn(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.MoneyWithdrawn) error
 }
 
-// New returns the projection with h as its handler, ready for projection.Main
-// or the projection runtime.
+// New returns the projection with h as its handler, ready for projector.Main or
+// projection.Run.
 func New(h Handler) projection.Projection {
 	return projection.Projection{
 		Name: Name,

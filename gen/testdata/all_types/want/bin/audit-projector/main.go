@@ -10,9 +10,9 @@ package main
 import (
 	auditgen "example.com/app/internal/gen/projections/audit"
 	"example.com/app/internal/readmodels/audit"
-	"github.com/esgen-dev/esgen/projection"
+	"github.com/esgen-dev/esgen/projector"
 )
 
 func main() {
-	projection.Main(auditgen.New(&audit.Handlers{}))
+	projector.Main(auditgen.New(&audit.Handlers{}))
 }

@@ -12,9 +12,9 @@ package main
 import (
 	customer_ordersgen "example.com/app/internal/gen/projections/customer_orders"
 	"example.com/app/internal/readmodels/customer_orders"
-	"github.com/esgen-dev/esgen/projection"
+	"github.com/esgen-dev/esgen/projector"
 )
 
 func main() {
-	projection.Main(customer_ordersgen.New(&customer_orders.Handlers{}))
+	projector.Main(customer_ordersgen.New(&customer_orders.Handlers{}))
 }

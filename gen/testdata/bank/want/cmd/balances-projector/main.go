@@ -12,9 +12,9 @@ package main
 import (
 	balancesgen "example.com/app/generated/projections/balances"
 	"example.com/app/projections/balances"
-	"github.com/esgen-dev/esgen/projection"
+	"github.com/esgen-dev/esgen/projector"
 )
 
 func main() {
-	projection.Main(balancesgen.New(&balances.Handlers{}))
+	projector.Main(balancesgen.New(&balances.Handlers{}))
 }

@@ -1,4 +1,4 @@
-package projection
+package projector
 
 import (
 	"context"
@@ -12,16 +12,17 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/projection"
 )
 
 func TestParseSettings(t *testing.T) {
 	t.Parallel()
-	h := HandlerFunc(func(context.Context, pgx.Tx, *eventstore.Event) error { return nil })
-	part := Projection{Name: "p", Partitioned: true, Handler: h}
-	single := Projection{Name: "s", Handler: h}
+	h := projection.HandlerFunc(func(context.Context, pgx.Tx, *eventstore.Event) error { return nil })
+	part := projection.Projection{Name: "p", Partitioned: true, Handler: h}
+	single := projection.Projection{Name: "s", Handler: h}
 	db := "DATABASE_URL=postgres://x@localhost/db"
 	cases := []struct {
-		p    Projection
+		p    projection.Projection
 		args []string
 		env  []string
 		want string // error substring; "" for success
@@ -85,8 +86,8 @@ func TestParseSettings(t *testing.T) {
 
 func TestRunMainExitCodes(t *testing.T) {
 	t.Parallel()
-	h := HandlerFunc(func(context.Context, pgx.Tx, *eventstore.Event) error { return nil })
-	p := Projection{Name: "p", Partitioned: true, Handler: h}
+	h := projection.HandlerFunc(func(context.Context, pgx.Tx, *eventstore.Event) error { return nil })
+	p := projection.Projection{Name: "p", Partitioned: true, Handler: h}
 	var out strings.Builder
 	env := map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/db", "TOTAL_PARTITIONS": "4", "PARTITION_KEY": "5"}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }

@@ -1,4 +1,4 @@
-package projection
+package projector
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/esgen-dev/esgen/projection"
 )
 
 // Main is the whole main function of a projector binary. It reads its settings from
@@ -35,7 +37,7 @@ import (
 // SIGTERM finish (or, after 30 s, roll back) the batch in hand and exit 0. A fatal
 // error (a handler failing on an event past its retries, a changed partition count) is
 // logged and ends the process with exit code 1.
-func Main(p Projection) {
+func Main(p projection.Projection) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := runMain(ctx, p, os.Args[1:], os.LookupEnv, os.Stderr)
 	stop()
@@ -45,7 +47,7 @@ func Main(p Projection) {
 // settings is what Main parsed.
 type settings struct {
 	url       string
-	cfg       Config
+	cfg       projection.Config
 	logLevel  slog.Level
 	logFormat string
 }
@@ -55,7 +57,7 @@ type usageErr struct{ msg string }
 
 func (e usageErr) Error() string { return e.msg }
 
-func runMain(ctx context.Context, p Projection, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
+func runMain(ctx context.Context, p projection.Projection, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
 	s, err := parseSettings(p, args, lookupEnv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -87,7 +89,7 @@ func runMain(ctx context.Context, p Projection, args []string, lookupEnv func(st
 	}
 	defer pool.Close()
 	log.Info("projector starting", "projection", p.Name, "partition_keys", s.cfg.Partitions, "total_partitions", s.cfg.TotalPartitions)
-	if err := Run(ctx, pool, p, s.cfg); err != nil {
+	if err := projection.Run(ctx, pool, p, s.cfg); err != nil {
 		log.Error("projector stopped", "projection", p.Name, "error", err)
 		return 1
 	}
@@ -95,7 +97,7 @@ func runMain(ctx context.Context, p Projection, args []string, lookupEnv func(st
 	return 0
 }
 
-func parseSettings(p Projection, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (settings, error) {
+func parseSettings(p projection.Projection, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (settings, error) {
 	fs := flag.NewFlagSet(p.Name+"-projector", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {

@@ -1,0 +1,237 @@
+package eventstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/esgen-dev/esgen/internal/readsql"
+)
+
+// ScanEvents reads rows of esgen_events to the end, appends them to dst as events and
+// closes rows. The rows must have the table's columns in table order (as every read of
+// the store and of the projection runtime selects them):
+//
+//	global_position, transaction_id, event_id, aggregate_type, aggregate_id,
+//	aggregate_version, event_type, event_version, partition_hash, payload, metadata,
+//	correlation_id, causation_id, created_at
+//
+// The rows are decoded straight from the wire when they come in the binary formats
+// pgx asks for by default: no intermediate row value, one buffer for the payloads and
+// metadata of the call (each event's piece ends with it, so an append to one never
+// writes into another), and the few distinct aggregate and event type names shared
+// instead of allocated per event. In any other format they are scanned with pgx.
+func ScanEvents(rows pgx.Rows, dst []Event) ([]Event, error) {
+	defer rows.Close()
+	dec := decoder{}
+	if err := dec.plan(rows.FieldDescriptions(), rows.Conn()); err != nil {
+		// A query that failed (a lost connection, a server shutdown) has no columns and
+		// reports its error only now: that error, often transient, is the one to return.
+		rows.Close()
+		if rowsErr := rows.Err(); rowsErr != nil {
+			return dst, rowsErr
+		}
+		return dst, err
+	}
+	for rows.Next() {
+		dst = append(dst, Event{})
+		ev := &dst[len(dst)-1]
+		var err error
+		if dec.fast {
+			err = dec.decode(rows.RawValues(), ev)
+		} else {
+			err = scanRow(rows, ev)
+		}
+		if err != nil {
+			return dst[:len(dst)-1], err
+		}
+	}
+	return dst, rows.Err()
+}
+
+// The columns of esgen_events, in order (readsql.Columns).
+const (
+	colGlobalPosition = iota
+	colTransactionID
+	colEventID
+	colAggregateType
+	colAggregateID
+	colAggregateVersion
+	colEventType
+	colEventVersion
+	colPartitionHash
+	colPayload
+	colMetadata
+	colCorrelationID
+	colCausationID
+	colCreatedAt
+	numColumns
+)
+
+// decoder decodes the rows of one ScanEvents. The fast path reads the values as they
+// came over the wire (the binary formats of int8, xid8, int4, uuid and timestamptz;
+// text and jsonb in either format); with any other result description it falls back
+// to pgx's Scan.
+type decoder struct {
+	fast     bool
+	jsonbBin [2]bool // payload, metadata came in jsonb's binary format (a version byte first)
+	loc      *time.Location
+	names    names
+	buf      []byte // payloads and metadata, handed out in pieces
+}
+
+var errBadValue = errors.New("unexpected value")
+
+func (d *decoder) plan(fds []pgconn.FieldDescription, conn *pgx.Conn) error {
+	if len(fds) != numColumns {
+		return fmt.Errorf("eventstore: scan events: %d columns, want the %d of esgen_events", len(fds), numColumns)
+	}
+	for i, fd := range fds {
+		if fd.Name != readsql.Columns[i] {
+			return fmt.Errorf("eventstore: scan events: column %d is %s, want %s", i+1, fd.Name, readsql.Columns[i])
+		}
+	}
+	binaryOf := map[int]uint32{
+		colGlobalPosition: pgtype.Int8OID, colTransactionID: pgtype.XID8OID, colEventID: pgtype.UUIDOID,
+		colAggregateVersion: pgtype.Int8OID, colEventVersion: pgtype.Int4OID, colPartitionHash: pgtype.Int8OID,
+		colCorrelationID: pgtype.UUIDOID, colCausationID: pgtype.UUIDOID, colCreatedAt: pgtype.TimestamptzOID,
+	}
+	for i, oid := range binaryOf {
+		if fds[i].DataTypeOID != oid || fds[i].Format != pgtype.BinaryFormatCode {
+			return nil
+		}
+	}
+	for _, i := range []int{colAggregateType, colAggregateID, colEventType} {
+		if fds[i].DataTypeOID != pgtype.TextOID {
+			return nil
+		}
+	}
+	for j, i := range []int{colPayload, colMetadata} {
+		if fds[i].DataTypeOID != pgtype.JSONBOID {
+			return nil
+		}
+		d.jsonbBin[j] = fds[i].Format == pgtype.BinaryFormatCode
+	}
+	d.loc = nil
+	if conn == nil {
+		return nil
+	}
+	if t, ok := conn.TypeMap().TypeForOID(pgtype.TimestamptzOID); ok {
+		c, ok := t.Codec.(*pgtype.TimestamptzCodec)
+		if !ok {
+			return nil
+		}
+		d.loc = c.ScanLocation
+	}
+	d.fast = true
+	return nil
+}
+
+// decode fills ev from one row's raw values.
+func (d *decoder) decode(v [][]byte, ev *Event) error {
+	var err error
+	col := func(i, size int) []byte {
+		if len(v[i]) != size {
+			err = fmt.Errorf("eventstore: scan events: column %s: %w (%d bytes)", readsql.Columns[i], errBadValue, len(v[i]))
+			return make([]byte, size)
+		}
+		return v[i]
+	}
+	ev.Position.GlobalPosition = int64(binary.BigEndian.Uint64(col(colGlobalPosition, 8)))
+	ev.Position.TransactionID = binary.BigEndian.Uint64(col(colTransactionID, 8))
+	ev.EventID = uuid.UUID(col(colEventID, 16))
+	ev.AggregateType = d.names.get(v[colAggregateType])
+	ev.AggregateID = string(v[colAggregateID])
+	ev.AggregateVersion = int64(binary.BigEndian.Uint64(col(colAggregateVersion, 8)))
+	ev.Type = d.names.get(v[colEventType])
+	ev.Version = int32(binary.BigEndian.Uint32(col(colEventVersion, 4)))
+	ev.PartitionHash = uint32(binary.BigEndian.Uint64(col(colPartitionHash, 8)))
+	ev.Payload = d.json(v[colPayload], d.jsonbBin[0], &err)
+	ev.Metadata = d.json(v[colMetadata], d.jsonbBin[1], &err)
+	for _, c := range []struct {
+		i  int
+		id *uuid.NullUUID
+	}{{colCorrelationID, &ev.CorrelationID}, {colCausationID, &ev.CausationID}} {
+		if v[c.i] != nil {
+			*c.id = uuid.NullUUID{UUID: uuid.UUID(col(c.i, 16)), Valid: true}
+		}
+	}
+	if v[colCreatedAt] != nil {
+		us := int64(binary.BigEndian.Uint64(col(colCreatedAt, 8)))
+		if us != 1<<63-1 && us != -1<<63 { // infinity: the zero time, as pgx's Scan gives
+			const y2k = 946_684_800 * 1_000_000 // 2000-01-01 in microseconds since 1970
+			t := time.Unix(y2k/1_000_000+us/1_000_000, (y2k%1_000_000*1_000)+(us%1_000_000*1_000))
+			if d.loc != nil {
+				t = t.In(d.loc)
+			}
+			ev.CreatedAt = t
+		}
+	}
+	return err
+}
+
+// json copies a jsonb value into the call's buffer. The piece's capacity ends with it,
+// so that an append to one event's payload never overwrites another's.
+func (d *decoder) json(v []byte, binaryFormat bool, err *error) []byte {
+	if v == nil {
+		return nil
+	}
+	if binaryFormat {
+		if len(v) == 0 || v[0] != 1 {
+			*err = fmt.Errorf("eventstore: scan events: jsonb: %w", errBadValue)
+			return nil
+		}
+		v = v[1:]
+	}
+	if len(d.buf)+len(v) > cap(d.buf) {
+		d.buf = make([]byte, 0, max(64<<10, len(v)))
+	}
+	off := len(d.buf)
+	d.buf = append(d.buf, v...)
+	return d.buf[off:len(d.buf):len(d.buf)]
+}
+
+// scanRow is the slow path: pgx's Scan.
+func scanRow(rows pgx.Rows, ev *Event) error {
+	var (
+		txID           pgtype.Uint64
+		id, corr, caus pgtype.UUID
+		hash           int64
+		payload, meta  []byte
+		created        pgtype.Timestamptz
+	)
+	if err := rows.Scan(&ev.Position.GlobalPosition, &txID, &id, &ev.AggregateType, &ev.AggregateID,
+		&ev.AggregateVersion, &ev.Type, &ev.Version, &hash, &payload, &meta, &corr, &caus, &created); err != nil {
+		return err
+	}
+	ev.Position.TransactionID = txID.Uint64
+	ev.EventID = id.Bytes
+	ev.PartitionHash = uint32(hash)
+	ev.Payload, ev.Metadata = payload, meta
+	ev.CorrelationID = uuid.NullUUID{UUID: corr.Bytes, Valid: corr.Valid}
+	ev.CausationID = uuid.NullUUID{UUID: caus.Bytes, Valid: caus.Valid}
+	ev.CreatedAt = created.Time
+	return nil
+}
+
+// names shares the strings of the aggregate and event type names of one call: a read
+// sees few distinct ones.
+type names struct{ m map[string]string }
+
+func (n *names) get(b []byte) string {
+	if s, ok := n.m[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if n.m == nil || len(n.m) >= 1024 {
+		n.m = make(map[string]string)
+	}
+	n.m[s] = s
+	return s
+}
