@@ -169,6 +169,9 @@ func (c Cursor) String() string {
 type Snapshot struct {
 	Xmax    uint64
 	Running []uint64 // sorted
+	// Head is the position of the newest event committed in the snapshot, when the
+	// read asked for it (zero otherwise, or when there is none).
+	Head Position
 }
 
 func (s Snapshot) running(x uint64) bool {
@@ -214,6 +217,10 @@ func NewBatch(from Cursor, snap Snapshot, holeRows, rangeRows []Event, limit int
 	}
 	for i := range rangeRows {
 		b.rangeRows[i] = rangeRows[i].Position
+	}
+	if len(holeRows) == 0 { // the common case: no copy
+		b.Events = rangeRows[:min(limit, len(rangeRows))]
+		return b
 	}
 	b.Events = make([]Event, 0, min(limit, len(holeRows)+len(rangeRows)))
 	b.Events = append(b.Events, holeRows[:min(limit, len(holeRows))]...)
@@ -277,16 +284,14 @@ func (b *Batch) Next(n int) Cursor {
 }
 
 // Head returns the cursor once the whole batch is handled and, when the batch was
-// [Batch.Complete], moved on to the head of the snapshot: (xmax, 0), with every
-// running transaction it passes as a hole. An idle reader saves it now and then, so
-// that its low watermark follows the stream.
+// [Batch.Complete] and its read asked for the head of the stream, moved on to that
+// head (the newest committed event, of any partition or type), with every running
+// transaction it passes as a hole. An idle reader saves it now and then, so that its
+// low watermark follows the stream.
 func (b *Batch) Head() Cursor {
 	next := b.Next(len(b.Events))
-	if !b.Complete() {
-		return next
-	}
-	head := Position{TransactionID: b.snap.Xmax}
-	if !next.Position.Less(head) {
+	head := b.snap.Head
+	if !b.Complete() || !next.Position.Less(head) {
 		return next
 	}
 	next.Holes = b.passRunning(next.Holes, head.TransactionID)

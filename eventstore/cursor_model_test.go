@@ -138,6 +138,11 @@ func (m *model) snapshot() Snapshot {
 		}
 	}
 	slices.Sort(s.Running)
+	for _, r := range m.rows { // the newest committed event, as a reader that asks for it gets it
+		if m.visible(r, s) && s.Head.Less(r.pos) {
+			s.Head = r.pos
+		}
+	}
 	return s
 }
 

@@ -224,7 +224,11 @@ func Append(ctx context.Context, db DBTX, aggregateType, aggregateID string, exp
 
 // ReadOptions selects a part of the global stream.
 type ReadOptions struct {
-	After           Position // read events after this position (zero: from the start)
+	After Position // read events after this position (zero: from the start)
+	// Holes, with After, make a [Cursor] (ReadAll only): the events of these
+	// transactions after each hole's position are read too. Pass a checkpoint's holes
+	// with its position, or events in them are missed.
+	Holes           []Hole
 	Limit           int      // at most this many events (0: 1000)
 	PartitionKey    int      // with TotalPartitions > 1: only this partition
 	TotalPartitions int      // 0 or 1: no partitioning
@@ -234,9 +238,12 @@ type ReadOptions struct {
 // DefaultReadLimit is the batch size of [ReadAll] when ReadOptions.Limit is 0.
 const DefaultReadLimit = 1000
 
-// ReadAll reads the global stream after opts.After in commit-safe order: it returns
-// only events whose transactions are older than every transaction still running, so
-// no event can later appear before the last one returned.
+// ReadAll reads the global stream after opts.After (and in opts.Holes) in commit-safe
+// order: it returns only events whose transactions are older than every transaction
+// still running on the server, so no event can later appear before the last one
+// returned, and the last one's position is a cursor without holes. The price: one
+// transaction left open anywhere on the server stops it there until it ends. A reader
+// that must not wait uses [ReadFrom].
 func ReadAll(ctx context.Context, db DBTX, opts ReadOptions) ([]Event, error) {
 	if opts.TotalPartitions > 1 {
 		if err := CheckPartition(opts.PartitionKey, opts.TotalPartitions); err != nil {
@@ -250,12 +257,59 @@ func ReadAll(ctx context.Context, db DBTX, opts ReadOptions) ([]Event, error) {
 	st := readsql.ReadAll(readsql.Filter{
 		AfterTransactionID: opts.After.TransactionID, AfterPosition: opts.After.GlobalPosition,
 		TotalPartitions: opts.TotalPartitions, PartitionKey: opts.PartitionKey, EventTypes: opts.EventTypes,
-	}, limit)
+	}, holesOf(opts.Holes), limit)
 	out, err := query(ctx, db, st)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: read after %s: %w", opts.After, err)
 	}
 	return out, nil
+}
+
+func holesOf(hs []Hole) readsql.Holes {
+	txs, positions := Cursor{Holes: hs}.HoleArrays()
+	return readsql.Holes{TransactionIDs: txs, Positions: positions}
+}
+
+// ErrStandby is returned by a gap-safe read on a standby server (one in recovery):
+// there PostgreSQL does not report the running transactions in a snapshot, so a reader
+// that reads past them would skip their events for good. Read from the primary.
+var ErrStandby = errors.New("eventstore: the server is a standby (in recovery): gap-safe readers must run on the primary, where running transactions are known")
+
+// ReadFrom reads the events after cursor from, gap-safely and without waiting for
+// running transactions: in one statement and one snapshot, the events of from's holes
+// whose transactions have ended, then the events after from's position that are
+// committed, up to opts.Limit in all, filtered by opts' partition and event types
+// (opts.After is not used). Events of transactions still running are left for a later
+// read: the returned batch's Next method gives the cursor once its first n events are
+// handled, with every transaction it passed while running kept as a hole. Start from
+// the zero Cursor.
+//
+// Events come in commit order per aggregate (version order); across aggregates an event
+// of a transaction that committed late comes after younger transactions' events.
+// ReadFrom refuses to run on a standby ([ErrStandby]).
+func ReadFrom(ctx context.Context, db DBTX, from Cursor, opts ReadOptions) (Batch, error) {
+	if opts.TotalPartitions > 1 {
+		if err := CheckPartition(opts.PartitionKey, opts.TotalPartitions); err != nil {
+			return Batch{}, fmt.Errorf("eventstore: read: %w", err)
+		}
+	}
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = DefaultReadLimit
+	}
+	st := readsql.ReadFrom(readsql.Filter{
+		AfterTransactionID: from.TransactionID, AfterPosition: from.GlobalPosition,
+		TotalPartitions: opts.TotalPartitions, PartitionKey: opts.PartitionKey, EventTypes: opts.EventTypes,
+	}, holesOf(from.Holes), limit)
+	rows, err := db.Query(ctx, st.SQL, st.Args...)
+	if err != nil {
+		return Batch{}, fmt.Errorf("eventstore: read after %s: %w", from, err)
+	}
+	b, err := ScanBatch(rows, from, limit)
+	if err != nil {
+		return Batch{}, fmt.Errorf("eventstore: read after %s: %w", from, err)
+	}
+	return b, nil
 }
 
 // ReadAggregate reads one aggregate's events with versions from..to (inclusive; to <= 0

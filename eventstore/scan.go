@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,29 +31,152 @@ import (
 func ScanEvents(rows pgx.Rows, dst []Event) ([]Event, error) {
 	defer rows.Close()
 	dec := decoder{}
+	if n := len(rows.FieldDescriptions()); n != numColumns {
+		return dst, columnsErr(rows, fmt.Errorf("eventstore: scan events: %d columns, want the %d of esgen_events", n, numColumns))
+	}
 	if err := dec.plan(rows.FieldDescriptions(), rows.Conn()); err != nil {
-		// A query that failed (a lost connection, a server shutdown) has no columns and
-		// reports its error only now: that error, often transient, is the one to return.
-		rows.Close()
-		if rowsErr := rows.Err(); rowsErr != nil {
-			return dst, rowsErr
-		}
-		return dst, err
+		return dst, columnsErr(rows, err)
 	}
 	for rows.Next() {
 		dst = append(dst, Event{})
-		ev := &dst[len(dst)-1]
-		var err error
-		if dec.fast {
-			err = dec.decode(rows.RawValues(), ev)
-		} else {
-			err = scanRow(rows, ev)
-		}
-		if err != nil {
+		if err := dec.event(rows, &dst[len(dst)-1]); err != nil {
 			return dst[:len(dst)-1], err
 		}
 	}
 	return dst, rows.Err()
+}
+
+// columnsErr is err, unless the query failed: a query that failed (a lost
+// connection, a server shutdown) has no columns and reports its error only when rows
+// are closed, and that error, often transient, is the one to return.
+func columnsErr(rows pgx.Rows, err error) error {
+	rows.Close()
+	if rowsErr := rows.Err(); rowsErr != nil {
+		return rowsErr
+	}
+	return err
+}
+
+// event decodes the current row's event columns into ev.
+func (d *decoder) event(rows pgx.Rows, ev *Event) error {
+	if d.fast {
+		return d.decode(rows.RawValues(), ev)
+	}
+	return scanRow(rows, ev)
+}
+
+// ScanBatch reads the rows of a gap-safe read of the successors of from (the
+// statements readsql.ReadFrom and readsql.ReadPartition render, read with the given
+// limit) and closes rows. It returns the batch: the events of holes whose transactions
+// have ended, then the events after from's position, and the snapshot they were read
+// with, which [Batch.Next] needs to move the cursor.
+func ScanBatch(rows pgx.Rows, from Cursor, limit int) (Batch, error) {
+	defer rows.Close()
+	fds := rows.FieldDescriptions()
+	if len(fds) != numColumns+len(readsql.GapSafeColumns) {
+		return Batch{}, columnsErr(rows, fmt.Errorf("eventstore: scan batch: %d columns, want %d", len(fds), numColumns+len(readsql.GapSafeColumns)))
+	}
+	for i, name := range readsql.GapSafeColumns {
+		if fds[numColumns+i].Name != name {
+			return Batch{}, fmt.Errorf("eventstore: scan batch: column %d is %s, want %s", numColumns+i+1, fds[numColumns+i].Name, name)
+		}
+	}
+	dec := decoder{}
+	if err := dec.plan(fds, rows.Conn()); err != nil {
+		return Batch{}, columnsErr(rows, err)
+	}
+	m := pgtype.NewMap()
+	if c := rows.Conn(); c != nil {
+		m = c.TypeMap()
+	}
+	kindFd := fds[numColumns]
+	kindFast := kindFd.DataTypeOID == pgtype.Int4OID && kindFd.Format == pgtype.BinaryFormatCode
+	var (
+		snap    Snapshot
+		hasSnap bool
+		events  = make([]Event, 0, limit)
+		holes   int // events[:holes] are hole rows
+	)
+	for rows.Next() {
+		v := rows.RawValues()
+		var kind int32
+		if kindFast && len(v[numColumns]) == 4 {
+			kind = int32(binary.BigEndian.Uint32(v[numColumns]))
+		} else if err := m.Scan(kindFd.DataTypeOID, kindFd.Format, v[numColumns], &kind); err != nil {
+			return Batch{}, fmt.Errorf("eventstore: scan batch: %s: %w", readsql.GapSafeColumns[0], err)
+		}
+		switch kind {
+		case readsql.KindSnapshot:
+			var xmax pgtype.Uint64
+			var xip []pgtype.Uint64
+			if err := m.Scan(fds[numColumns+1].DataTypeOID, fds[numColumns+1].Format, v[numColumns+1], &xmax); err != nil {
+				return Batch{}, fmt.Errorf("eventstore: scan batch: snapshot xmax: %w", err)
+			}
+			if err := m.Scan(fds[numColumns+2].DataTypeOID, fds[numColumns+2].Format, v[numColumns+2], &xip); err != nil {
+				return Batch{}, fmt.Errorf("eventstore: scan batch: snapshot running transactions: %w", err)
+			}
+			var standby bool
+			if err := m.Scan(fds[numColumns+3].DataTypeOID, fds[numColumns+3].Format, v[numColumns+3], &standby); err != nil {
+				return Batch{}, fmt.Errorf("eventstore: scan batch: in recovery: %w", err)
+			}
+			if standby {
+				return Batch{}, ErrStandby
+			}
+			var headTx pgtype.Uint64
+			var headPos pgtype.Int8
+			if err := m.Scan(fds[numColumns+4].DataTypeOID, fds[numColumns+4].Format, v[numColumns+4], &headTx); err != nil {
+				return Batch{}, fmt.Errorf("eventstore: scan batch: head: %w", err)
+			}
+			if err := m.Scan(fds[numColumns+5].DataTypeOID, fds[numColumns+5].Format, v[numColumns+5], &headPos); err != nil {
+				return Batch{}, fmt.Errorf("eventstore: scan batch: head: %w", err)
+			}
+			snap = Snapshot{Xmax: xmax.Uint64, Running: make([]uint64, len(xip))}
+			if headTx.Valid && headPos.Valid {
+				snap.Head = Position{TransactionID: headTx.Uint64, GlobalPosition: headPos.Int64}
+			}
+			for i, x := range xip {
+				snap.Running[i] = x.Uint64
+			}
+			slices.Sort(snap.Running)
+			hasSnap = true
+		case readsql.KindHole, readsql.KindAfter:
+			events = append(events, Event{})
+			if err := dec.event(rows, &events[len(events)-1]); err != nil {
+				return Batch{}, err
+			}
+			if kind == readsql.KindHole {
+				if holes != len(events)-1 {
+					return Batch{}, errors.New("eventstore: scan batch: a hole's row after the rows after the position")
+				}
+				holes++
+			}
+		default:
+			return Batch{}, fmt.Errorf("eventstore: scan batch: unknown part %d", kind)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return Batch{}, err
+	}
+	if !hasSnap {
+		return Batch{}, errors.New("eventstore: scan batch: the read returned no snapshot")
+	}
+	hs, rs := events[:holes:holes], events[holes:]
+	for _, part := range [][]Event{hs, rs} {
+		if !slices.IsSortedFunc(part, byPosition) {
+			slices.SortStableFunc(part, byPosition)
+		}
+	}
+	return NewBatch(from, snap, hs, rs, limit), nil
+}
+
+func byPosition(a, b Event) int {
+	switch {
+	case a.Position.Less(b.Position):
+		return -1
+	case b.Position.Less(a.Position):
+		return 1
+	}
+	return 0
 }
 
 // The columns of esgen_events, in order (readsql.Columns).
@@ -89,10 +213,10 @@ type decoder struct {
 var errBadValue = errors.New("unexpected value")
 
 func (d *decoder) plan(fds []pgconn.FieldDescription, conn *pgx.Conn) error {
-	if len(fds) != numColumns {
+	if len(fds) < numColumns {
 		return fmt.Errorf("eventstore: scan events: %d columns, want the %d of esgen_events", len(fds), numColumns)
 	}
-	for i, fd := range fds {
+	for i, fd := range fds[:numColumns] {
 		if fd.Name != readsql.Columns[i] {
 			return fmt.Errorf("eventstore: scan events: column %d is %s, want %s", i+1, fd.Name, readsql.Columns[i])
 		}
@@ -197,7 +321,7 @@ func (d *decoder) json(v []byte, binaryFormat bool, err *error) []byte {
 	return d.buf[off:len(d.buf):len(d.buf)]
 }
 
-// scanRow is the slow path: pgx's Scan.
+// scanRow is the slow path: pgx's Scan. Columns after the event's are skipped.
 func scanRow(rows pgx.Rows, ev *Event) error {
 	var (
 		txID           pgtype.Uint64
@@ -206,8 +330,10 @@ func scanRow(rows pgx.Rows, ev *Event) error {
 		payload, meta  []byte
 		created        pgtype.Timestamptz
 	)
-	if err := rows.Scan(&ev.Position.GlobalPosition, &txID, &id, &ev.AggregateType, &ev.AggregateID,
-		&ev.AggregateVersion, &ev.Type, &ev.Version, &hash, &payload, &meta, &corr, &caus, &created); err != nil {
+	dst := []any{&ev.Position.GlobalPosition, &txID, &id, &ev.AggregateType, &ev.AggregateID,
+		&ev.AggregateVersion, &ev.Type, &ev.Version, &hash, &payload, &meta, &corr, &caus, &created}
+	dst = append(dst, make([]any, len(rows.FieldDescriptions())-len(dst))...) // nil: skipped
+	if err := rows.Scan(dst...); err != nil {
 		return err
 	}
 	ev.Position.TransactionID = txID.Uint64

@@ -42,9 +42,11 @@ func TestCompareAndSetFencesStaleOwner(t *testing.T) {
 	stale := cps[0] // what a slow worker read
 	advance := func(from dbsqlc.EsgenCheckpoint, gen int64, to int64) int64 {
 		n, err := q.AdvanceCheckpoint(ctx, pool, dbsqlc.AdvanceCheckpointParams{
-			NewTransactionID: from.LastTransactionID, NewPosition: to, Handled: 1,
+			NewTransactionID: from.LastTransactionID, NewPosition: to,
+			NewHoleTransactionIds: from.HoleTransactionIds, NewHolePositions: from.HolePositions, Handled: 1,
 			Projection: "fence", Generation: gen, PartitionKey: 0,
 			OldTransactionID: from.LastTransactionID, OldPosition: from.LastPosition,
+			OldHoleTransactionIds: from.HoleTransactionIds, OldHolePositions: from.HolePositions,
 		})
 		if err != nil {
 			t.Fatal(err)

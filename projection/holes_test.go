@@ -9,6 +9,7 @@ import (
 
 	"github.com/esgen-dev/esgen/eventstore"
 	"github.com/esgen-dev/esgen/internal/pgtest"
+	"github.com/esgen-dev/esgen/migrate"
 	"github.com/esgen-dev/esgen/projection"
 )
 
@@ -99,4 +100,59 @@ func TestLongTransactionElsewhereDoesNotStall(t *testing.T) {
 	slices.Sort(lat)
 	t.Logf("%d appends during a transaction open in another database: handled after p50 %s, max %s (while it was open)",
 		n, lat[n/2].Round(time.Microsecond), lat[n-1].Round(time.Microsecond))
+}
+
+// A database whose projection ran before checkpoints had holes (migrations 001 and 002
+// only) keeps working after 003: its checkpoints are commit-safe positions without
+// holes, and the projection goes on after them, replaying nothing.
+func TestCheckpointsFromBeforeHolesKeepWorking(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewEmptyDatabase(t)
+	pool := newPool(t, url)
+	all := migrate.All()
+	for _, m := range all[:2] {
+		if m.Version > 2 {
+			t.Fatalf("migration %s is not one of the first release's", m.Name)
+		}
+		if _, err := pool.Exec(ctx, m.SQL); err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+	}
+	if _, err := pool.Exec(ctx, readModelSchema); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, pool, "old", 6, 2)
+	// The projection as the first release left it: caught up to the last event, with
+	// the columns of 002 only.
+	if _, err := pool.Exec(ctx, `INSERT INTO esgen_projections (name, partition_count, counts_used) VALUES ('rm', 2, '{2}');
+		INSERT INTO esgen_checkpoints (projection, generation, partition_key, partition_count, last_transaction_id, last_position, events_handled)
+		SELECT 'rm', 1, k, 2, (SELECT max(transaction_id) FROM esgen_events), (SELECT max(global_position) FROM esgen_events), 6
+		FROM generate_series(0, 1) k`); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = migrate.Up(ctx, conn.Conn(), all)
+	conn.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, pool, "new", 5, 2)
+	log, logs := testLogger(t)
+	r := start(t, pool, projection.Projection{Name: "rm", Handler: readModelHandler(nil), Partitioned: true}, projection.Config{TotalPartitions: 2, Logger: log})
+	waitFor(t, time.Minute, "the new events handled", func() bool {
+		return count(t, pool, "SELECT count(*) FROM rm_events") >= 10
+	})
+	if err := r.stop(t); err != nil {
+		t.Fatalf("%v\n%s", err, logs)
+	}
+	if n := count(t, pool, "SELECT count(*) FROM rm_events WHERE aggregate_id LIKE 'old-%'"); n != 0 {
+		t.Fatalf("%d events before the old checkpoints were handled again", n)
+	}
+	if n := count(t, pool, "SELECT count(*) FROM rm_events WHERE aggregate_id LIKE 'new-%'"); n != 10 {
+		t.Fatalf("%d of the 10 new events handled", n)
+	}
 }

@@ -58,9 +58,10 @@ var ErrNotFound = errors.New("projection not found")
 type LayoutChange struct {
 	From, To   int
 	Generation int64
-	// Watermark is where every partition of the new layout starts: the oldest
-	// checkpoint of the old layout.
-	Watermark eventstore.Position
+	// Watermark is where every partition of the new layout starts: the meet of the
+	// old layout's checkpoints (eventstore.Meet), the oldest of their positions with
+	// the holes below it.
+	Watermark eventstore.Cursor
 	// AlreadyHandled is the number of events after the watermark that the retired
 	// layouts handled: the new layout scans them and skips them in SQL. Counted right
 	// after the switch (-1 when the count failed).
@@ -96,7 +97,7 @@ func ensureLayout(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Con
 		return 0, fmt.Errorf("projection %s: create: %w", p.Name, err)
 	}
 	if created == 1 {
-		if err := insertLayout(ctx, tx, p.Name, 1, total, eventstore.Position{}); err != nil {
+		if err := insertLayout(ctx, tx, p.Name, 1, total, eventstore.Cursor{}); err != nil {
 			return 0, err
 		}
 		if err := tx.Commit(ctx); err != nil {
@@ -133,12 +134,11 @@ func ensureLayout(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Con
 	if len(old) == 0 {
 		return 0, fmt.Errorf("projection %s: generation %d has no live checkpoints; run esgen reset %s to rebuild it", p.Name, proj.Generation, p.Name)
 	}
-	w := positionOf(old[0])
-	for _, c := range old[1:] {
-		if pos := positionOf(c); pos.Less(w) {
-			w = pos
-		}
+	cursors := make([]eventstore.Cursor, len(old))
+	for i, c := range old {
+		cursors[i] = cursorOf(c)
 	}
+	w := eventstore.Meet(cursors...)
 	if _, err := queries.RetireLayout(ctx, tx, dbsqlc.RetireLayoutParams{Projection: p.Name, Generation: proj.Generation}); err != nil {
 		return 0, fmt.Errorf("projection %s: retire generation %d: %w", p.Name, proj.Generation, err)
 	}
@@ -149,8 +149,8 @@ func ensureLayout(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Con
 	if err := insertLayout(ctx, tx, p.Name, gen, total, w); err != nil {
 		return 0, err
 	}
-	if _, err := queries.DeleteFinishedRetired(ctx, tx, p.Name); err != nil {
-		return 0, fmt.Errorf("projection %s: delete finished layouts: %w", p.Name, err)
+	if _, err := deleteFinishedLayouts(ctx, tx, p.Name); err != nil {
+		return 0, err
 	}
 	if err := commit(ctx, tx, p.Name); err != nil {
 		return 0, err
@@ -172,14 +172,16 @@ func ensureLayout(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Con
 	return gen, nil
 }
 
-func insertLayout(ctx context.Context, tx pgx.Tx, name string, gen int64, total int, at eventstore.Position) error {
+func insertLayout(ctx context.Context, tx pgx.Tx, name string, gen int64, total int, at eventstore.Cursor) error {
 	keys := make([]int32, total)
 	for i := range keys {
 		keys[i] = int32(i)
 	}
+	txs, positions := at.HoleArrays()
 	err := queries.InsertLayoutCheckpoints(ctx, tx, dbsqlc.InsertLayoutCheckpointsParams{
 		Projection: name, Generation: gen, PartitionCount: int32(total),
-		LastTransactionID: xid8(at.TransactionID), LastPosition: at.GlobalPosition, PartitionKeys: keys,
+		LastTransactionID: xid8(at.TransactionID), LastPosition: at.GlobalPosition,
+		HoleTransactionIds: xid8s(txs), HolePositions: positions, PartitionKeys: keys,
 	})
 	if err != nil {
 		return fmt.Errorf("projection %s: create the checkpoints of generation %d: %w", name, gen, err)
@@ -196,6 +198,58 @@ func commit(ctx context.Context, tx pgx.Tx, name string) error {
 
 func xid8(v uint64) pgtype.Uint64 { return pgtype.Uint64{Uint64: v, Valid: true} }
 
-func positionOf(c dbsqlc.EsgenCheckpoint) eventstore.Position {
-	return eventstore.Position{TransactionID: c.LastTransactionID.Uint64, GlobalPosition: c.LastPosition}
+func xid8s(v []uint64) []pgtype.Uint64 {
+	out := make([]pgtype.Uint64, len(v))
+	for i, x := range v {
+		out[i] = xid8(x)
+	}
+	return out
+}
+
+// cursorOf is a checkpoint's cursor: its position and holes.
+func cursorOf(c dbsqlc.EsgenCheckpoint) eventstore.Cursor {
+	txs := make([]uint64, len(c.HoleTransactionIds))
+	for i, x := range c.HoleTransactionIds {
+		txs[i] = x.Uint64
+	}
+	cur, err := eventstore.CursorFromArrays(eventstore.Position{TransactionID: c.LastTransactionID.Uint64, GlobalPosition: c.LastPosition}, txs, c.HolePositions)
+	if err != nil { // the table's check constraint keeps the arrays the same length
+		panic(err)
+	}
+	return cur
+}
+
+// deleteFinishedLayouts deletes the checkpoints of every retired layout of a
+// projection that all live checkpoints have passed (eventstore.Passed): no live
+// partition can read an event that such a layout handled. It returns how many
+// checkpoints it deleted.
+func deleteFinishedLayouts(ctx context.Context, db DBTX, name string) (int64, error) {
+	cps, err := queries.ListCheckpoints(ctx, db, name)
+	if err != nil {
+		return 0, fmt.Errorf("projection %s: list checkpoints: %w", name, err)
+	}
+	var live []eventstore.Cursor
+	retired := map[int64][]eventstore.Cursor{}
+	for _, c := range cps {
+		if c.Retired {
+			retired[c.Generation] = append(retired[c.Generation], cursorOf(c))
+		} else {
+			live = append(live, cursorOf(c))
+		}
+	}
+	if len(live) == 0 {
+		return 0, nil
+	}
+	var deleted int64
+	for gen, cs := range retired {
+		if !eventstore.Passed(live, cs) {
+			continue
+		}
+		n, err := queries.DeleteRetiredGeneration(ctx, db, dbsqlc.DeleteRetiredGenerationParams{Projection: name, Generation: gen})
+		if err != nil {
+			return deleted, fmt.Errorf("projection %s: delete retired generation %d: %w", name, gen, err)
+		}
+		deleted += n
+	}
+	return deleted, nil
 }

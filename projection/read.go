@@ -9,25 +9,24 @@ import (
 	"github.com/esgen-dev/esgen/internal/readsql"
 )
 
-// read reads up to limit events of the partition after from (step 1 of a batch): the
-// statement is readsql.ReadPartition (with the partition count and key written into
-// it when an index on partition_hash % count exists), the rows are decoded by
-// eventstore.ScanEvents into one slice per batch.
-func (w *worker) read(ctx context.Context, tx pgx.Tx, from eventstore.Position, limit int, skipRetired bool) ([]eventstore.Event, error) {
+// read reads up to limit events of the partition after cursor from (step 1 of a
+// batch): the statement is readsql.ReadPartition (with the partition count and key
+// written into it when an index on partition_hash % count exists), the rows are
+// decoded by eventstore.ScanBatch. With head, the read also returns the head of the
+// stream, for an idle partition's checkpoint to follow.
+func (w *worker) read(ctx context.Context, tx pgx.Tx, from eventstore.Cursor, limit int, skipRetired, head bool) (eventstore.Batch, error) {
+	txs, positions := from.HoleArrays()
 	st := readsql.ReadPartition(readsql.PartitionRead{
 		Filter: readsql.Filter{
 			AfterTransactionID: from.TransactionID, AfterPosition: from.GlobalPosition,
 			TotalPartitions: w.total, PartitionKey: w.key, EventTypes: w.p.EventTypes,
 		},
-		Limit: limit, Projection: w.p.Name, SkipRetired: skipRetired, Literal: w.indexed,
+		Holes: readsql.Holes{TransactionIDs: txs, Positions: positions},
+		Limit: limit, Projection: w.p.Name, SkipRetired: skipRetired, Literal: w.indexed, Head: head,
 	})
 	rows, err := tx.Query(ctx, st.SQL, st.Args...)
 	if err != nil {
-		return nil, err
+		return eventstore.Batch{}, err
 	}
-	events, err := eventstore.ScanEvents(rows, make([]eventstore.Event, 0, limit))
-	if err != nil {
-		return nil, err
-	}
-	return events, nil
+	return eventstore.ScanBatch(rows, from, limit)
 }

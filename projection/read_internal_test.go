@@ -33,10 +33,11 @@ func TestReadSelectsLikeReadAll(t *testing.T) {
 	}
 	for _, total := range []int{1, 3} {
 		for key := range total {
-			want, err := eventstore.ReadAll(ctx, pool, eventstore.ReadOptions{Limit: 20, TotalPartitions: total, PartitionKey: key})
+			b, err := eventstore.ReadFrom(ctx, pool, eventstore.Cursor{}, eventstore.ReadOptions{Limit: 20, TotalPartitions: total, PartitionKey: key})
 			if err != nil {
 				t.Fatal(err)
 			}
+			want := b.Events
 			if len(want) == 0 {
 				t.Fatalf("partition %d/%d: no events to compare", key, total)
 			}
@@ -46,7 +47,8 @@ func TestReadSelectsLikeReadAll(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				got, err := w.read(ctx, tx, eventstore.Position{}, 20, true)
+				b, err := w.read(ctx, tx, eventstore.Cursor{}, 20, true, false)
+				got := b.Events
 				_ = tx.Rollback(ctx)
 				if err != nil {
 					t.Fatal(err)
@@ -82,7 +84,7 @@ func TestReadReportsTheConnectionsError(t *testing.T) {
 	}
 	defer tx.Rollback(ctx)
 	w := &worker{pool: pool, p: Projection{Name: "p"}, total: 2, key: 1}
-	if _, err := w.read(ctx, tx, eventstore.Position{}, 20, false); err != nil {
+	if _, err := w.read(ctx, tx, eventstore.Cursor{}, 20, false, false); err != nil {
 		t.Fatal(err)
 	}
 	var pid int
@@ -92,7 +94,7 @@ func TestReadReportsTheConnectionsError(t *testing.T) {
 	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1, 10000)`, pid); err != nil {
 		t.Fatal(err)
 	}
-	_, err = w.read(ctx, tx, eventstore.Position{}, 20, false)
+	_, err = w.read(ctx, tx, eventstore.Cursor{}, 20, false, false)
 	if err == nil || strings.Contains(err.Error(), "columns") || !isTransient(err) {
 		t.Fatalf("err = %v (transient: %v), want the connection's error, which is transient", err, isTransient(err))
 	}

@@ -14,28 +14,28 @@ import (
 //
 // It is the read of step 1 done early: a transaction that has read the events after
 // the current batch's last position, not yet locked anything, and taken no transaction
-// id. Every event it returned was final when it was read (commit-safe order), so it is
+// id. It was read at the cursor the current batch leaves (position and holes), so it is
 // the right next batch exactly when the current batch commits and leaves the checkpoint
-// at that position; the lock and the compare-and-set of the next batch check that as
+// at that cursor; the lock and the compare-and-set of the next batch check that as
 // for any read. It is discarded on any failure, fence, rollback, layout change and at
 // shutdown.
 type readAhead struct {
-	from        eventstore.Position
+	from        eventstore.Cursor
 	limit       int
 	skipRetired bool
 	cancel      context.CancelFunc
 	done        chan struct{}
 
 	// Set before done is closed.
-	tx     pgx.Tx
-	events []eventstore.Event
-	err    error
+	tx    pgx.Tx
+	batch eventstore.Batch
+	err   error
 }
 
 // startReadAhead starts reading the batch after from on another connection, when the
 // pool has one to spare (an idle connection or room for a new one): a partition never
 // waits for a second connection, and never keeps one from another partition's batch.
-func (w *worker) startReadAhead(ctx context.Context, from eventstore.Position, limit int) {
+func (w *worker) startReadAhead(ctx context.Context, from eventstore.Cursor, limit int) {
 	w.dropReadAhead(ctx)
 	if st := w.pool.Stat(); st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {
 		return
@@ -50,35 +50,35 @@ func (w *worker) startReadAhead(ctx context.Context, from eventstore.Position, l
 			ra.err = err
 			return
 		}
-		events, err := w.read(rctx, tx, from, limit, ra.skipRetired)
+		b, err := w.read(rctx, tx, from, limit, ra.skipRetired, false)
 		if err != nil {
 			_ = tx.Rollback(context.WithoutCancel(rctx))
 			ra.err = err
 			return
 		}
-		ra.tx, ra.events = tx, events
+		ra.tx, ra.batch = tx, b
 	}()
 }
 
 // takeReadAhead returns the transaction and events read ahead for a batch after from
 // with this limit, if there are any; otherwise it discards what was read ahead.
-func (w *worker) takeReadAhead(ctx context.Context, from eventstore.Position, limit int) (pgx.Tx, []eventstore.Event, bool) {
+func (w *worker) takeReadAhead(ctx context.Context, from eventstore.Cursor, limit int) (pgx.Tx, eventstore.Batch, bool) {
 	ra := w.ahead
 	if ra == nil {
-		return nil, nil, false
+		return nil, eventstore.Batch{}, false
 	}
-	if ra.from != from || ra.limit != limit || ra.skipRetired != w.skipRetired {
+	if !ra.from.Equal(from) || ra.limit != limit || ra.skipRetired != w.skipRetired {
 		w.dropReadAhead(ctx)
-		return nil, nil, false
+		return nil, eventstore.Batch{}, false
 	}
 	w.ahead = nil
 	<-ra.done
 	ra.cancel()
 	if ra.err != nil {
 		// Read again in the batch itself: an error there is reported as usual.
-		return nil, nil, false
+		return nil, eventstore.Batch{}, false
 	}
-	return ra.tx, ra.events, true
+	return ra.tx, ra.batch, true
 }
 
 // dropReadAhead discards what was read ahead: it stops the read, waits for its

@@ -239,7 +239,7 @@ func TestHandlerErrorStopsPartitionBeforeEvent(t *testing.T) {
 		fmt.Sprint(poison.Position.TransactionID), poison.Position.GlobalPosition).Scan(&before.TransactionID, &before.GlobalPosition); err != nil {
 		t.Fatal(err)
 	}
-	if cp := st.Partitions[0].Checkpoint; cp != before {
+	if cp := st.Partitions[0].Checkpoint; cp.Position != before || !cp.Handled(before) || cp.Handled(poison.Position) {
 		t.Errorf("checkpoint %v, want %v (just before the poison event at %v)", cp, before, poison.Position)
 	}
 	// After a fix, it goes on from there.

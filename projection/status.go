@@ -23,7 +23,7 @@ type ProjectionStatus struct {
 	CountsUsed     []int     `json:"counts_used"`
 	EventTypes     []string  `json:"event_types"` // empty: all
 	ChangedAt      time.Time `json:"changed_at"`
-	// Head is the last global position a commit-safe reader can see now.
+	// Head is the newest global position of a committed event.
 	Head int64 `json:"head"`
 	// Lag is the sum of the partitions' lags.
 	Lag        int64             `json:"lag"`
@@ -39,14 +39,17 @@ func (s ProjectionStatus) Rescaling() bool { return len(s.Retired) > 0 }
 
 // PartitionStatus is one checkpoint.
 type PartitionStatus struct {
-	Key           int                 `json:"key"`
-	Count         int                 `json:"count"`
-	Generation    int64               `json:"generation"`
-	Checkpoint    eventstore.Position `json:"checkpoint"`
-	EventsHandled int64               `json:"events_handled"`
-	Lag           int64               `json:"lag"` // events of this partition after the checkpoint (0 for retired ones)
-	LastMoved     time.Time           `json:"last_moved"`
-	Retired       bool                `json:"retired,omitempty"`
+	Key        int   `json:"key"`
+	Count      int   `json:"count"`
+	Generation int64 `json:"generation"`
+	// Checkpoint is the partition's cursor: the position it handled up to and its
+	// holes (transactions it passed while they ran, whose later events it handles
+	// when they end).
+	Checkpoint    eventstore.Cursor `json:"checkpoint"`
+	EventsHandled int64             `json:"events_handled"`
+	Lag           int64             `json:"lag"` // committed events of this partition not handled yet (0 for retired ones)
+	LastMoved     time.Time         `json:"last_moved"`
+	Retired       bool              `json:"retired,omitempty"`
 }
 
 // Status returns the layout and partitions of one projection ([ErrNotFound] when it
@@ -99,16 +102,17 @@ func status(ctx context.Context, db DBTX, name string) ([]ProjectionStatus, erro
 		for _, c := range cps {
 			ps := PartitionStatus{
 				Key: int(c.PartitionKey), Count: int(c.PartitionCount), Generation: c.Generation,
-				Checkpoint: positionOf(c), EventsHandled: c.EventsHandled, LastMoved: c.UpdatedAt.Time, Retired: c.Retired,
+				Checkpoint: cursorOf(c), EventsHandled: c.EventsHandled, LastMoved: c.UpdatedAt.Time, Retired: c.Retired,
 			}
 			if c.Retired {
 				st.Retired = append(st.Retired, ps)
 				continue
 			}
+			txs, _ := ps.Checkpoint.HoleArrays()
 			lag := readsql.PartitionLag(readsql.Filter{
 				AfterTransactionID: c.LastTransactionID.Uint64, AfterPosition: c.LastPosition,
 				TotalPartitions: int(c.PartitionCount), PartitionKey: int(c.PartitionKey), EventTypes: p.EventTypes,
-			}, p.Name)
+			}, readsql.Holes{TransactionIDs: txs, Positions: c.HolePositions}, p.Name)
 			err = db.QueryRow(ctx, lag.SQL, lag.Args...).Scan(&ps.Lag)
 			if err != nil {
 				return nil, fmt.Errorf("projection %s: lag of partition %d: %w", p.Name, c.PartitionKey, err)

@@ -37,6 +37,10 @@ func (e *HandlerError) Error() string {
 
 func (e *HandlerError) Unwrap() error { return e.Err }
 
+// idleAdvance is how often a partition that has nothing to handle moves its checkpoint
+// to the head of the stream anyway (it takes a transaction id, so not on every poll).
+const idleAdvance = 10 * time.Second
+
 // errFenced: the checkpoint moved under this worker (another worker with the same
 // partition committed first); the batch was rolled back.
 var errFenced = errors.New("checkpoint moved by another worker")
@@ -71,8 +75,8 @@ type worker struct {
 	failAttempts int
 	limit        int // when > 0, the next batch's size (commits the events before a failing one)
 
-	next  *eventstore.Position // the checkpoint this worker just committed, while catching up
-	ahead *readAhead           // the next batch, being read on another connection
+	next  *eventstore.Cursor // the checkpoint this worker just committed, while catching up
+	ahead *readAhead         // the next batch, being read on another connection
 }
 
 // run processes the partition until ctx ends (nil) or it fails for good. hardCtx
@@ -91,7 +95,6 @@ func (w *worker) run(ctx, hardCtx context.Context) error {
 	w.refreshRetired(ctx)
 
 	var transient int
-	idleDelay := time.Duration(0) // after a wake-up that found nothing, re-read soon
 	for ctx.Err() == nil {
 		if time.Since(lastReport) >= w.cfg.ProgressInterval {
 			w.log.Info("progress", "events_processed", w.processed, "since_last", w.processed-reported)
@@ -149,23 +152,15 @@ func (w *worker) run(ctx, hardCtx context.Context) error {
 			sleep(ctx, d)
 			continue
 		}
-		// Caught up: wait for a notification or the poll interval.
-		wait := jitter(w.cfg.PollInterval)
-		if idleDelay > 0 {
-			wait = min(wait, idleDelay)
-		}
-		t := time.NewTimer(wait)
+		// Caught up: wait for a notification or the poll interval. A notification
+		// reaches this process only after the appending transaction committed, and
+		// the read does not wait for older transactions that are still running, so
+		// the next read sees the events it announced.
+		t := time.NewTimer(jitter(w.cfg.PollInterval))
 		select {
 		case <-ctx.Done():
 		case <-wake:
-			// The appender that notified may still be hidden behind an older
-			// transaction that is still running: if this read finds nothing, look
-			// again soon, backing off up to the poll interval.
-			idleDelay = 5 * time.Millisecond
 		case <-t.C:
-			if idleDelay *= 2; idleDelay >= w.cfg.PollInterval {
-				idleDelay = 0
-			}
 		}
 		t.Stop()
 	}
@@ -196,23 +191,23 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 		}
 	}()
 	key := dbsqlc.GetCheckpointParams{Projection: w.p.Name, Generation: w.gen, PartitionKey: int32(w.key)}
-	var from, headPos eventstore.Position
+	var from eventstore.Cursor
 	catchingUp := w.next != nil
 	var (
-		tx     pgx.Tx
-		events []eventstore.Event
-		ahead  bool
+		tx    pgx.Tx
+		b     eventstore.Batch
+		ahead bool
 	)
 	if catchingUp {
 		// Right after a full batch this worker committed: it knows its checkpoint
-		// (the lock below checks it) and skips the head, as it is not caught up. The
-		// batch may have been read already, while the last one was handled.
+		// (the lock below checks it). The batch may have been read already, while the
+		// last one was handled.
 		from, w.next = *w.next, nil
-		tx, events, ahead = w.takeReadAhead(hardCtx, from, limit)
+		tx, b, ahead = w.takeReadAhead(hardCtx, from, limit)
 	}
 	// Until the checkpoint is locked nothing is in hand: reading and waiting for the
 	// lock end with ctx. The read comes first and the lock only when there is work, so
-	// an idle poll takes no transaction id and holds no reader back.
+	// an idle poll takes no transaction id.
 	if !ahead {
 		w.dropReadAhead(hardCtx)
 		tx, err = w.pool.Begin(ctx)
@@ -237,29 +232,32 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 		if err != nil {
 			return 0, false, fmt.Errorf("read checkpoint: %w", err)
 		}
-		from = eventstore.Position{TransactionID: cp.LastTransactionID.Uint64, GlobalPosition: cp.LastPosition}
-		// Everything at or before the visible head (read with the checkpoint, before
-		// the events) is final: when the read below returns less than a full batch,
-		// the checkpoint may move up to the head, past events of other partitions,
-		// other types, or handled by a retired layout.
-		headPos = eventstore.Position{TransactionID: cp.HeadTransactionID.Uint64, GlobalPosition: cp.HeadPosition}
+		from = cursorOf(cp)
 	}
+	// An idle partition's checkpoint follows the head of the stream now and then (on
+	// every poll while retired layouts exist, so that they can be dropped), not on
+	// every wake-up: it moves past events of other partitions and types, and past
+	// running transactions (kept as holes), so that its low watermark stays close to
+	// the head.
+	followHead := !catchingUp && (w.skipRetired || time.Since(w.lastIdle) >= idleAdvance)
 	if !ahead {
-		events, err = w.read(ctx, tx, from, limit, w.skipRetired)
+		b, err = w.read(ctx, tx, from, limit, w.skipRetired, followHead)
 		if err != nil {
 			return 0, false, fmt.Errorf("read partition after %s: %w", from, err)
 		}
 	}
-	rows := events
-	if len(rows) == limit {
+	rows := b.Events
+	full = !b.Complete()
+	if full {
 		// More may be waiting: read the next batch while this one is handled.
-		w.startReadAhead(ctx, rows[len(rows)-1].Position, w.cfg.BatchSize)
+		w.startReadAhead(ctx, b.Next(len(rows)), w.cfg.BatchSize)
 	}
-	// An idle partition follows the head now and then (always while retired layouts
-	// exist, so that they can be dropped), not on every wake-up.
-	followHead := !catchingUp && len(rows) < limit && from.Less(headPos) &&
-		(len(rows) > 0 || w.skipRetired || time.Since(w.lastIdle) >= w.cfg.PollInterval)
-	if len(rows) == 0 && !followHead {
+	to := b.Next(len(rows))
+	if followHead {
+		to = b.Head()
+		w.lastIdle = time.Now()
+	}
+	if to.Equal(from) {
 		return 0, false, nil
 	}
 	// Lock the checkpoint for the batch. If another worker moved it since it was read
@@ -271,13 +269,11 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	if err != nil {
 		return 0, false, fmt.Errorf("lock checkpoint: %w", err)
 	}
-	if positionOf(locked) != from {
+	if !cursorOf(locked).Equal(from) {
 		return 0, false, errFenced
 	}
-	full = len(rows) == limit
 	retried := false // the event that failed before is in this batch
 	hctx := context.WithValue(hardCtx, partitionKey{}, Partition{Projection: w.p.Name, Key: w.key, Total: w.total, Generation: w.gen})
-	to := from
 	for i := range rows {
 		ev := &rows[i]
 		if w.log.Enabled(hctx, slog.LevelDebug) {
@@ -292,22 +288,19 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 			failed.Payload, failed.Metadata = nil, nil
 			return 0, false, &handlerFailure{index: i, event: failed, err: err}
 		}
-		to = ev.Position
 		if ev.EventID == w.failID {
 			retried = true
 		}
 	}
-	if followHead && to.Less(headPos) {
-		to = headPos
-		w.lastIdle = time.Now()
-	}
-	if to == from {
-		return 0, false, nil
-	}
+	oldTxs, oldPos := from.HoleArrays()
+	newTxs, newPos := to.HoleArrays()
 	moved, err := queries.AdvanceCheckpoint(hardCtx, tx, dbsqlc.AdvanceCheckpointParams{
-		NewTransactionID: xid8(to.TransactionID), NewPosition: to.GlobalPosition, Handled: int64(len(rows)),
+		NewTransactionID: xid8(to.TransactionID), NewPosition: to.GlobalPosition,
+		NewHoleTransactionIds: xid8s(newTxs), NewHolePositions: newPos,
+		Handled:    int64(len(rows)),
 		Projection: w.p.Name, Generation: w.gen, PartitionKey: int32(w.key),
 		OldTransactionID: xid8(from.TransactionID), OldPosition: from.GlobalPosition,
+		OldHoleTransactionIds: xid8s(oldTxs), OldHolePositions: oldPos,
 	})
 	if err != nil {
 		var pgErr *pgconn.PgError
@@ -347,7 +340,7 @@ func handle(ctx context.Context, h Handler, tx pgx.Tx, ev *eventstore.Event) (er
 
 // dropFinishedLayouts deletes retired layouts that every live checkpoint has passed.
 func (w *worker) dropFinishedLayouts(ctx context.Context) {
-	n, err := queries.DeleteFinishedRetired(ctx, w.pool, w.p.Name)
+	n, err := deleteFinishedLayouts(ctx, w.pool, w.p.Name)
 	if err != nil {
 		w.log.Debug("could not delete finished layouts", "error", err)
 		return

@@ -92,10 +92,9 @@ func (q *Queries) AppendEvents(ctx context.Context, db DBTX, arg AppendEventsPar
 const streamHead = `-- name: StreamHead :one
 SELECT coalesce(max(global_position), 0)::bigint AS global_position
 FROM esgen_events
-WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 `
 
-// The newest position that a commit-safe reader can see now.
+// The newest global position of a committed event (0 when there is none).
 func (q *Queries) StreamHead(ctx context.Context, db DBTX) (int64, error) {
 	row := db.QueryRow(ctx, streamHead)
 	var global_position int64

@@ -13,38 +13,50 @@ import (
 
 const advanceCheckpoint = `-- name: AdvanceCheckpoint :execrows
 UPDATE esgen_checkpoints
-SET last_transaction_id = $1::xid8,
-    last_position       = $2::bigint,
-    events_handled      = events_handled + $3::bigint,
-    updated_at          = now()
-WHERE projection = $4::text AND generation = $5::bigint AND partition_key = $6::integer
+SET last_transaction_id  = $1::xid8,
+    last_position        = $2::bigint,
+    hole_transaction_ids = $3::xid8[],
+    hole_positions       = $4::bigint[],
+    events_handled       = events_handled + $5::bigint,
+    updated_at           = now()
+WHERE projection = $6::text AND generation = $7::bigint AND partition_key = $8::integer
   AND NOT retired
-  AND last_transaction_id = $7::xid8 AND last_position = $8::bigint
+  AND last_transaction_id = $9::xid8 AND last_position = $10::bigint
+  AND hole_transaction_ids = $11::xid8[] AND hole_positions = $12::bigint[]
 `
 
 type AdvanceCheckpointParams struct {
-	NewTransactionID pgtype.Uint64
-	NewPosition      int64
-	Handled          int64
-	Projection       string
-	Generation       int64
-	PartitionKey     int32
-	OldTransactionID pgtype.Uint64
-	OldPosition      int64
+	NewTransactionID      pgtype.Uint64
+	NewPosition           int64
+	NewHoleTransactionIds []pgtype.Uint64
+	NewHolePositions      []int64
+	Handled               int64
+	Projection            string
+	Generation            int64
+	PartitionKey          int32
+	OldTransactionID      pgtype.Uint64
+	OldPosition           int64
+	OldHoleTransactionIds []pgtype.Uint64
+	OldHolePositions      []int64
 }
 
-// Compare-and-set: moves a checkpoint only from the position this worker read it at,
-// only in the layout generation it runs, and only while that layout is in force.
+// Compare-and-set: moves a checkpoint (position and holes) only from the cursor this
+// worker read it at, only in the layout generation it runs, and only while that layout
+// is in force.
 func (q *Queries) AdvanceCheckpoint(ctx context.Context, db DBTX, arg AdvanceCheckpointParams) (int64, error) {
 	result, err := db.Exec(ctx, advanceCheckpoint,
 		arg.NewTransactionID,
 		arg.NewPosition,
+		arg.NewHoleTransactionIds,
+		arg.NewHolePositions,
 		arg.Handled,
 		arg.Projection,
 		arg.Generation,
 		arg.PartitionKey,
 		arg.OldTransactionID,
 		arg.OldPosition,
+		arg.OldHoleTransactionIds,
+		arg.OldHolePositions,
 	)
 	if err != nil {
 		return 0, err
@@ -79,29 +91,6 @@ func (q *Queries) CreateProjection(ctx context.Context, db DBTX, arg CreateProje
 	return result.RowsAffected(), nil
 }
 
-const deleteFinishedRetired = `-- name: DeleteFinishedRetired :execrows
-DELETE FROM esgen_checkpoints d
-WHERE d.projection = $1::text AND d.retired
-  AND EXISTS (SELECT 1 FROM esgen_checkpoints l WHERE l.projection = d.projection AND NOT l.retired)
-  AND NOT EXISTS (
-      SELECT 1 FROM esgen_checkpoints r
-      WHERE r.projection = d.projection AND r.generation = d.generation AND r.retired
-        AND (r.last_transaction_id, r.last_position) > (
-            SELECT l.last_transaction_id, l.last_position FROM esgen_checkpoints l
-            WHERE l.projection = d.projection AND NOT l.retired
-            ORDER BY l.last_transaction_id, l.last_position LIMIT 1))
-`
-
-// Deletes the retired layouts that every live checkpoint has passed: no event after any
-// live checkpoint can be at or before one of theirs.
-func (q *Queries) DeleteFinishedRetired(ctx context.Context, db DBTX, projection string) (int64, error) {
-	result, err := db.Exec(ctx, deleteFinishedRetired, projection)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
 const deleteProjection = `-- name: DeleteProjection :execrows
 DELETE FROM esgen_projections WHERE name = $1::text
 `
@@ -115,19 +104,31 @@ func (q *Queries) DeleteProjection(ctx context.Context, db DBTX, name string) (i
 	return result.RowsAffected(), nil
 }
 
+const deleteRetiredGeneration = `-- name: DeleteRetiredGeneration :execrows
+DELETE FROM esgen_checkpoints
+WHERE projection = $1::text AND generation = $2::bigint AND retired
+`
+
+type DeleteRetiredGenerationParams struct {
+	Projection string
+	Generation int64
+}
+
+// Deletes the retired checkpoints of one earlier layout (once every live checkpoint
+// has passed them: see eventstore.Passed).
+func (q *Queries) DeleteRetiredGeneration(ctx context.Context, db DBTX, arg DeleteRetiredGenerationParams) (int64, error) {
+	result, err := db.Exec(ctx, deleteRetiredGeneration, arg.Projection, arg.Generation)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const getCheckpoint = `-- name: GetCheckpoint :one
-SELECT c.projection, c.generation, c.partition_key, c.partition_count, c.last_transaction_id, c.last_position,
-       c.events_handled, c.retired, c.updated_at,
-       coalesce(h.transaction_id, '0'::xid8)::xid8 AS head_transaction_id,
-       coalesce(h.global_position, 0)::bigint AS head_position
-FROM esgen_checkpoints c
-LEFT JOIN LATERAL (
-    SELECT e.transaction_id, e.global_position
-    FROM esgen_events e
-    WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-    ORDER BY e.transaction_id DESC, e.global_position DESC
-    LIMIT 1) h ON true
-WHERE c.projection = $1::text AND c.generation = $2::bigint AND c.partition_key = $3::integer
+SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
+       events_handled, retired, updated_at, hole_transaction_ids, hole_positions
+FROM esgen_checkpoints
+WHERE projection = $1::text AND generation = $2::bigint AND partition_key = $3::integer
 `
 
 type GetCheckpointParams struct {
@@ -136,27 +137,11 @@ type GetCheckpointParams struct {
 	PartitionKey int32
 }
 
-type GetCheckpointRow struct {
-	Projection        string
-	Generation        int64
-	PartitionKey      int32
-	PartitionCount    int32
-	LastTransactionID pgtype.Uint64
-	LastPosition      int64
-	EventsHandled     int64
-	Retired           bool
-	UpdatedAt         pgtype.Timestamptz
-	HeadTransactionID pgtype.Uint64
-	HeadPosition      int64
-}
-
-// A partition's checkpoint, not locked (a batch reads first and locks only when it has
-// work, so an idle poll takes no transaction id), with the visible head of the stream
-// (the last position a commit-safe reader can see now, at or before which no event
-// can ever appear; 0/0 when there is none) in the same round trip.
-func (q *Queries) GetCheckpoint(ctx context.Context, db DBTX, arg GetCheckpointParams) (GetCheckpointRow, error) {
+// A partition's checkpoint, not locked: a batch reads first and locks only when it has
+// work, so an idle poll takes no transaction id.
+func (q *Queries) GetCheckpoint(ctx context.Context, db DBTX, arg GetCheckpointParams) (EsgenCheckpoint, error) {
 	row := db.QueryRow(ctx, getCheckpoint, arg.Projection, arg.Generation, arg.PartitionKey)
-	var i GetCheckpointRow
+	var i EsgenCheckpoint
 	err := row.Scan(
 		&i.Projection,
 		&i.Generation,
@@ -167,8 +152,8 @@ func (q *Queries) GetCheckpoint(ctx context.Context, db DBTX, arg GetCheckpointP
 		&i.EventsHandled,
 		&i.Retired,
 		&i.UpdatedAt,
-		&i.HeadTransactionID,
-		&i.HeadPosition,
+		&i.HoleTransactionIds,
+		&i.HolePositions,
 	)
 	return i, err
 }
@@ -223,23 +208,25 @@ func (q *Queries) HasRetired(ctx context.Context, db DBTX, projection string) (b
 
 const insertLayoutCheckpoints = `-- name: InsertLayoutCheckpoints :exec
 INSERT INTO esgen_checkpoints (projection, generation, partition_key, partition_count,
-                               last_transaction_id, last_position)
+                               last_transaction_id, last_position, hole_transaction_ids, hole_positions)
 SELECT $1::text, $2::bigint, k.k, $3::integer,
-       $4::xid8, $5::bigint
-FROM unnest($6::integer[]) AS k(k)
+       $4::xid8, $5::bigint, $6::xid8[], $7::bigint[]
+FROM unnest($8::integer[]) AS k(k)
 ON CONFLICT (projection, generation, partition_key) DO NOTHING
 `
 
 type InsertLayoutCheckpointsParams struct {
-	Projection        string
-	Generation        int64
-	PartitionCount    int32
-	LastTransactionID pgtype.Uint64
-	LastPosition      int64
-	PartitionKeys     []int32
+	Projection         string
+	Generation         int64
+	PartitionCount     int32
+	LastTransactionID  pgtype.Uint64
+	LastPosition       int64
+	HoleTransactionIds []pgtype.Uint64
+	HolePositions      []int64
+	PartitionKeys      []int32
 }
 
-// Inserts a checkpoint at the given position for every partition of a layout.
+// Inserts a checkpoint at the given cursor for every partition of a layout.
 func (q *Queries) InsertLayoutCheckpoints(ctx context.Context, db DBTX, arg InsertLayoutCheckpointsParams) error {
 	_, err := db.Exec(ctx, insertLayoutCheckpoints,
 		arg.Projection,
@@ -247,6 +234,8 @@ func (q *Queries) InsertLayoutCheckpoints(ctx context.Context, db DBTX, arg Inse
 		arg.PartitionCount,
 		arg.LastTransactionID,
 		arg.LastPosition,
+		arg.HoleTransactionIds,
+		arg.HolePositions,
 		arg.PartitionKeys,
 	)
 	return err
@@ -254,7 +243,7 @@ func (q *Queries) InsertLayoutCheckpoints(ctx context.Context, db DBTX, arg Inse
 
 const listCheckpoints = `-- name: ListCheckpoints :many
 SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
-       events_handled, retired, updated_at
+       events_handled, retired, updated_at, hole_transaction_ids, hole_positions
 FROM esgen_checkpoints
 WHERE projection = $1::text
 ORDER BY retired, generation DESC, partition_key
@@ -279,6 +268,8 @@ func (q *Queries) ListCheckpoints(ctx context.Context, db DBTX, projection strin
 			&i.EventsHandled,
 			&i.Retired,
 			&i.UpdatedAt,
+			&i.HoleTransactionIds,
+			&i.HolePositions,
 		); err != nil {
 			return nil, err
 		}
@@ -328,7 +319,7 @@ func (q *Queries) ListProjections(ctx context.Context, db DBTX, name string) ([]
 
 const lockCheckpoint = `-- name: LockCheckpoint :one
 SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
-       events_handled, retired, updated_at
+       events_handled, retired, updated_at, hole_transaction_ids, hole_positions
 FROM esgen_checkpoints
 WHERE projection = $1::text AND generation = $2::bigint AND partition_key = $3::integer
 FOR UPDATE
@@ -354,13 +345,15 @@ func (q *Queries) LockCheckpoint(ctx context.Context, db DBTX, arg LockCheckpoin
 		&i.EventsHandled,
 		&i.Retired,
 		&i.UpdatedAt,
+		&i.HoleTransactionIds,
+		&i.HolePositions,
 	)
 	return i, err
 }
 
 const lockLayoutCheckpoints = `-- name: LockLayoutCheckpoints :many
 SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
-       events_handled, retired, updated_at
+       events_handled, retired, updated_at, hole_transaction_ids, hole_positions
 FROM esgen_checkpoints
 WHERE projection = $1::text AND generation = $2::bigint AND NOT retired
 ORDER BY partition_key
@@ -392,6 +385,8 @@ func (q *Queries) LockLayoutCheckpoints(ctx context.Context, db DBTX, arg LockLa
 			&i.EventsHandled,
 			&i.Retired,
 			&i.UpdatedAt,
+			&i.HoleTransactionIds,
+			&i.HolePositions,
 		); err != nil {
 			return nil, err
 		}

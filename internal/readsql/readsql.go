@@ -1,19 +1,20 @@
-// Package readsql writes the statements that read esgen_events: the global stream
-// ([ReadAll], behind eventstore.ReadAll), a projection's batch ([ReadPartition], with
-// the partition count and key as parameters or written into the text), a partition's
-// lag ([PartitionLag]), the events that retired layouts handled ([CountHandledAfter])
-// and one aggregate's events ([ReadAggregate]).
+// Package readsql writes the statements that read esgen_events: the gap-safe read of
+// a cursor's successors ([ReadFrom], behind eventstore.ReadFrom, and [ReadPartition], a
+// projection's batch, with the partition count and key as parameters or written into
+// the text), the commit-safe read of the stream ([ReadAll], behind eventstore.ReadAll),
+// a partition's lag ([PartitionLag]), the events that retired layouts handled
+// ([CountHandledAfter]) and one aggregate's events ([ReadAggregate]).
 //
-// Each condition they share is written once, here: the column list, "after a position
-// in commit-safe order", the partition filter, the event type filter and the
-// retired-layout predicate. A change to which events a reader gets, or how a partition
-// selects them, is made in this file. Every other statement of esgen is in sql/queries
-// (sqlc); of those, only the visible head of the stream (StreamHead, and GetCheckpoint
-// with it) also depends on commit-safe visibility.
+// Each condition they share is written once, here: the column list, "after a
+// position", "committed before every running transaction" (commit-safe), the
+// partition filter, the event type filter and the retired-layout predicate (which
+// knows about the holes of retired checkpoints). A change to which events a reader
+// gets, or how a partition selects them, is made in this file. Every other statement
+// of esgen is in sql/queries (sqlc).
 //
 // It renders SQL text and its arguments, nothing more: it must not know connections,
-// the Go event type or how rows are decoded (eventstore.ScanEvents), nor how a
-// projection runs its batches.
+// the Go event type or how rows are decoded (eventstore.ScanEvents and
+// eventstore.ScanBatch), nor how a projection runs its batches.
 package readsql
 
 import (
@@ -29,6 +30,27 @@ var Columns = [...]string{
 	"global_position", "transaction_id", "event_id", "aggregate_type", "aggregate_id", "aggregate_version",
 	"event_type", "event_version", "partition_hash", "payload", "metadata", "correlation_id", "causation_id", "created_at",
 }
+
+// types are the SQL types of Columns.
+var types = [...]string{
+	"bigint", "xid8", "uuid", "text", "text", "bigint",
+	"text", "integer", "bigint", "jsonb", "jsonb", "uuid", "uuid", "timestamptz",
+}
+
+// The columns a gap-safe read adds after Columns: which part of the read a row is
+// (KindSnapshot, KindHole or KindAfter) and, on the snapshot row only, the statement's
+// snapshot (its xmax and the transaction ids running in it) and whether the server is
+// a standby (in recovery), where the running ids are not known, and, when asked for,
+// the position of the newest committed event (the head of the stream; NULL when not
+// asked for or when there is none).
+var GapSafeColumns = [...]string{"read_kind", "snapshot_xmax", "snapshot_xip", "in_recovery", "head_transaction_id", "head_position"}
+
+// The parts of a gap-safe read, in the order the statement returns them.
+const (
+	KindSnapshot = 0 // one row: the snapshot, no event
+	KindHole     = 1 // rows of holes whose transactions have ended, after their positions
+	KindAfter    = 2 // rows after the cursor's position
+)
 
 // columnList is Columns as a select list on esgen_events e.
 var columnList = "e." + strings.Join(Columns[:6], ", e.") + ",\n       e." + strings.Join(Columns[6:], ", e.")
@@ -51,13 +73,57 @@ type Filter struct {
 	EventTypes         []string // empty: every type
 }
 
+// Holes are the holes of a cursor (see eventstore.Cursor) as two parallel arrays.
+type Holes struct {
+	TransactionIDs []uint64
+	Positions      []int64
+}
+
+// ReadFrom reads, in one statement and one snapshot, the successors of a cursor (its
+// position f.After…, its holes): the snapshot row (xmax and running transaction ids),
+// up to limit rows of holes whose transactions have ended (after each hole's
+// position), and up to limit rows after the position, each part in (transaction id,
+// position) order. It reads past running transactions instead of waiting for them.
+func ReadFrom(f Filter, holes Holes, limit int) Statement {
+	var b builder
+	return b.gapSafe("ReadFrom", f, holes, ordered, limit, false, nil)
+}
+
 // ReadAll reads up to limit events of the stream after a position in commit-safe order:
 // only events of transactions older than every running one, so nothing that commits
-// later can land before the events returned. The partition and event type filters run
-// in SQL.
-func ReadAll(f Filter, limit int) Statement {
+// later can land before the events returned. With holes (those of a cursor, see
+// eventstore.Cursor) it also reads their events after each hole's position, so that
+// it returns everything the cursor has not handled that is commit-safe now, all in
+// commit-safe order. The partition and event type filters run in SQL.
+func ReadAll(f Filter, holes Holes, limit int) Statement {
 	var b builder
-	return b.read("ReadAll", b.filter(f, ordered), limit)
+	if len(holes.TransactionIDs) == 0 {
+		return b.read("ReadAll", b.filter(f, ordered), limit)
+	}
+	cond := strings.Join([]string{committed, b.partition(f, ordered), b.eventTypes(f.EventTypes)}, "\n     AND ")
+	lim := b.param(int32(limit), "integer")
+	txs, pos := b.param(xid8s(holes.TransactionIDs), "xid8[]"), b.param(holes.Positions, "bigint[]")
+	after := b.after(f.AfterTransactionID, f.AfterPosition)
+	sql := fmt.Sprintf(`-- name: ReadAllWithHoles
+(SELECT %s
+ FROM unnest(%s, %s) AS h(x, p)
+ CROSS JOIN LATERAL (
+   SELECT %s
+   FROM esgen_events e
+   WHERE e.transaction_id = h.x AND (e.transaction_id, e.global_position) > (h.x, h.p)
+     AND %s
+   ORDER BY e.transaction_id, e.global_position
+   LIMIT %s) e)
+UNION ALL
+(SELECT %s
+ FROM esgen_events e
+ WHERE %s
+     AND %s
+ ORDER BY e.transaction_id, e.global_position
+ LIMIT %s)
+ORDER BY transaction_id, global_position
+LIMIT %s`, columnList, txs, pos, columnList, cond, lim, columnList, after, cond, lim, lim)
+	return Statement{SQL: sql, Args: b.args}
 }
 
 // PartitionRead is the read of one batch of a projection's partition.
@@ -68,6 +134,11 @@ type PartitionRead struct {
 	// SkipRetired leaves out the events that a retired layout of the projection
 	// already handled (only needed while retired layouts exist).
 	SkipRetired bool
+	// Holes are the holes of the partition's checkpoint.
+	Holes Holes
+	// Head asks for the head of the stream in the snapshot row (an index scan from
+	// the newest end; it passes over the rows of running transactions).
+	Head bool
 	// Literal writes the partition count and key into the text as numbers (with
 	// TotalPartitions > 1). Only then can PostgreSQL use an index on
 	// (partition_hash % count) for every execution: the generic plan of a prepared
@@ -75,7 +146,7 @@ type PartitionRead struct {
 	Literal bool
 }
 
-// ReadPartition is [ReadAll] for a projection's partition: with SkipRetired, events
+// ReadPartition is [ReadFrom] for a projection's partition: with SkipRetired, events
 // that a retired layout of the projection already handled are left out.
 func ReadPartition(r PartitionRead) Statement {
 	var b builder
@@ -83,19 +154,27 @@ func ReadPartition(r PartitionRead) Statement {
 	if r.Literal && r.TotalPartitions > 1 {
 		name, mode = "ReadPartitionIndexed", literal
 	}
-	where := b.filter(r.Filter, mode)
-	where = append(where, fmt.Sprintf("(NOT %s OR NOT %s)", b.param(r.SkipRetired, "boolean"), b.handledByRetired(r.Projection)))
-	return b.read(name, where, r.Limit)
+	skip := b.param(r.SkipRetired, "boolean")
+	retired := fmt.Sprintf("(NOT %s OR NOT %s)", skip, b.handledByRetired(r.Projection))
+	return b.gapSafe(name, r.Filter, r.Holes, mode, r.Limit, r.Head, []string{retired})
 }
 
-// PartitionLag counts the events of a partition after its checkpoint that a commit-safe
-// reader can see now and that no retired layout of the projection handled: what the
-// partition has left to do. (It selects the rows [ReadPartition] with SkipRetired
-// would, without a limit.)
-func PartitionLag(f Filter, projection string) Statement {
+// PartitionLag counts the events of a partition that its checkpoint (position and
+// holes) has not handled, that are committed now and that no retired layout of the
+// projection handled: what the partition has left to do.
+func PartitionLag(f Filter, holes Holes, projection string) Statement {
 	var b builder
-	where := append(b.filter(f, unordered), "NOT "+b.handledByRetired(projection))
-	return b.count("PartitionLag", "lag", where)
+	cond := strings.Join([]string{b.partition(f, unordered), b.eventTypes(f.EventTypes), "NOT " + b.handledByRetired(projection)}, "\n    AND ")
+	txs, pos := b.param(xid8s(holes.TransactionIDs), "xid8[]"), b.param(holes.Positions, "bigint[]")
+	after := b.after(f.AfterTransactionID, f.AfterPosition)
+	sql := fmt.Sprintf(`-- name: PartitionLag
+SELECT (SELECT count(*) FROM esgen_events e
+  WHERE %s
+    AND %s)
+ + (SELECT count(*) FROM unnest(%s, %s) AS h(x, p)
+  JOIN esgen_events e ON e.transaction_id = h.x AND (e.transaction_id, e.global_position) > (h.x, h.p)
+  WHERE %s)::bigint AS lag`, after, cond, txs, pos, cond)
+	return Statement{SQL: sql, Args: b.args}
 }
 
 // CountHandledAfter counts the events after a position that the retired layouts of a
@@ -188,14 +267,77 @@ func (b *builder) eventTypes(types []string) string {
 	return fmt.Sprintf("(cardinality(%s) = 0 OR e.event_type = ANY (%s))", t, t)
 }
 
-// handledByRetired: a retired layout of the projection already handled the event (it
-// is in that layout's partition and at or before its checkpoint).
+// handledByRetired: a retired layout of the projection already handled the event: it
+// is in that layout's partition, at or before its checkpoint, and not in one of the
+// checkpoint's holes after the hole's position (eventstore.Cursor.Handled).
 func (b *builder) handledByRetired(projection string) string {
 	return fmt.Sprintf(`EXISTS (
       SELECT 1 FROM esgen_checkpoints r
       WHERE r.projection = %s AND r.retired
         AND r.partition_key = e.partition_hash %% r.partition_count
-        AND (e.transaction_id, e.global_position) <= (r.last_transaction_id, r.last_position))`, b.param(projection, "text"))
+        AND (e.transaction_id, e.global_position) <= (r.last_transaction_id, r.last_position)
+        AND NOT coalesce(e.global_position > r.hole_positions[array_position(r.hole_transaction_ids, e.transaction_id)], false))`,
+		b.param(projection, "text"))
+}
+
+// gapSafe renders a read of a cursor's successors (see [ReadFrom]); extra are further
+// conditions on the events of both parts.
+func (b *builder) gapSafe(name string, f Filter, holes Holes, mode partitionMode, limit int, head bool, extra []string) Statement {
+	cond := append([]string{b.partition(f, mode), b.eventTypes(f.EventTypes)}, extra...)
+	lim := b.param(int32(limit), "integer")
+	txs, pos := b.param(xid8s(holes.TransactionIDs), "xid8[]"), b.param(holes.Positions, "bigint[]")
+	after := b.after(f.AfterTransactionID, f.AfterPosition)
+	nulls := make([]string, len(Columns))
+	for i, c := range Columns {
+		nulls[i] = "NULL::" + types[i] + " AS " + c
+	}
+	and := "\n     AND "
+	var sql strings.Builder
+	sql.WriteString("-- name: " + name + "\n")
+	sql.WriteString("WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS s)\n")
+	// The head of the stream, only when asked for (a one-time filter skips the scan).
+	fmt.Fprintf(&sql, `SELECT %s,
+       %d AS %s, pg_snapshot_xmax(s) AS %s, ARRAY(SELECT pg_snapshot_xip(s)) AS %s, pg_is_in_recovery() AS %s,
+       hd.transaction_id AS %s, hd.global_position AS %s
+FROM snap
+LEFT JOIN LATERAL (
+   SELECT transaction_id, global_position FROM esgen_events
+   WHERE %s
+   ORDER BY transaction_id DESC, global_position DESC
+   LIMIT 1) hd ON true
+`, strings.Join(nulls, ", "), KindSnapshot, GapSafeColumns[0], GapSafeColumns[1], GapSafeColumns[2], GapSafeColumns[3],
+		GapSafeColumns[4], GapSafeColumns[5], b.param(head, "boolean"))
+	// Both parts run on the commit-order index: a hole's rows are one range of it.
+	fmt.Fprintf(&sql, `UNION ALL
+(SELECT %s, %d, NULL, NULL, NULL, NULL, NULL
+ FROM unnest(%s, %s) AS h(x, p)
+ CROSS JOIN LATERAL (
+   SELECT %s
+   FROM esgen_events e
+   WHERE e.transaction_id = h.x AND (e.transaction_id, e.global_position) > (h.x, h.p)
+     AND %s
+   ORDER BY e.transaction_id, e.global_position
+   LIMIT %s) e
+ WHERE pg_visible_in_snapshot(h.x, (SELECT s FROM snap))
+ ORDER BY e.transaction_id, e.global_position
+ LIMIT %s)
+UNION ALL
+(SELECT %s, %d, NULL, NULL, NULL, NULL, NULL
+ FROM esgen_events e
+ WHERE %s
+   AND %s
+ ORDER BY e.transaction_id, e.global_position
+ LIMIT %s)`, columnList, KindHole, txs, pos, columnList, strings.Join(cond, and), lim, lim,
+		columnList, KindAfter, after, strings.Join(cond, "\n   AND "), lim)
+	return Statement{SQL: sql.String(), Args: b.args}
+}
+
+func xid8s(v []uint64) []pgtype.Uint64 {
+	out := make([]pgtype.Uint64, len(v))
+	for i, x := range v {
+		out[i] = pgtype.Uint64{Uint64: x, Valid: true}
+	}
+	return out
 }
 
 func (b *builder) selectEvents(name string, where []string) string {

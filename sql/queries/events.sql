@@ -12,10 +12,9 @@ SELECT version FROM esgen_aggregate_heads
 WHERE aggregate_type = @aggregate_type AND aggregate_id = @aggregate_id;
 
 -- name: StreamHead :one
--- The newest position that a commit-safe reader can see now.
+-- The newest global position of a committed event (0 when there is none).
 SELECT coalesce(max(global_position), 0)::bigint AS global_position
-FROM esgen_events
-WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot());
+FROM esgen_events;
 
 -- The reads of esgen_events by position and by aggregate are rendered in Go, with the
 -- conditions they share written once: internal/readsql.

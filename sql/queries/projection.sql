@@ -18,18 +18,18 @@ UPDATE esgen_projections SET event_types = @event_types::text[]
 WHERE name = @name::text AND event_types IS DISTINCT FROM @event_types::text[];
 
 -- name: InsertLayoutCheckpoints :exec
--- Inserts a checkpoint at the given position for every partition of a layout.
+-- Inserts a checkpoint at the given cursor for every partition of a layout.
 INSERT INTO esgen_checkpoints (projection, generation, partition_key, partition_count,
-                               last_transaction_id, last_position)
+                               last_transaction_id, last_position, hole_transaction_ids, hole_positions)
 SELECT @projection::text, @generation::bigint, k.k, @partition_count::integer,
-       @last_transaction_id::xid8, @last_position::bigint
+       @last_transaction_id::xid8, @last_position::bigint, @hole_transaction_ids::xid8[], @hole_positions::bigint[]
 FROM unnest(@partition_keys::integer[]) AS k(k)
 ON CONFLICT (projection, generation, partition_key) DO NOTHING;
 
 -- name: LockLayoutCheckpoints :many
 -- The live checkpoints of a layout, locked: a batch in flight on one of them commits first.
 SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
-       events_handled, retired, updated_at
+       events_handled, retired, updated_at, hole_transaction_ids, hole_positions
 FROM esgen_checkpoints
 WHERE projection = @projection::text AND generation = @generation::bigint AND NOT retired
 ORDER BY partition_key
@@ -49,42 +49,24 @@ SET partition_count = @partition_count::integer,
     changed_at      = now()
 WHERE name = @name::text;
 
--- name: DeleteFinishedRetired :execrows
--- Deletes the retired layouts that every live checkpoint has passed: no event after any
--- live checkpoint can be at or before one of theirs.
-DELETE FROM esgen_checkpoints d
-WHERE d.projection = @projection::text AND d.retired
-  AND EXISTS (SELECT 1 FROM esgen_checkpoints l WHERE l.projection = d.projection AND NOT l.retired)
-  AND NOT EXISTS (
-      SELECT 1 FROM esgen_checkpoints r
-      WHERE r.projection = d.projection AND r.generation = d.generation AND r.retired
-        AND (r.last_transaction_id, r.last_position) > (
-            SELECT l.last_transaction_id, l.last_position FROM esgen_checkpoints l
-            WHERE l.projection = d.projection AND NOT l.retired
-            ORDER BY l.last_transaction_id, l.last_position LIMIT 1));
+-- name: DeleteRetiredGeneration :execrows
+-- Deletes the retired checkpoints of one earlier layout (once every live checkpoint
+-- has passed them: see eventstore.Passed).
+DELETE FROM esgen_checkpoints
+WHERE projection = @projection::text AND generation = @generation::bigint AND retired;
 
 -- name: GetCheckpoint :one
--- A partition's checkpoint, not locked (a batch reads first and locks only when it has
--- work, so an idle poll takes no transaction id), with the visible head of the stream
--- (the last position a commit-safe reader can see now, at or before which no event
--- can ever appear; 0/0 when there is none) in the same round trip.
-SELECT c.projection, c.generation, c.partition_key, c.partition_count, c.last_transaction_id, c.last_position,
-       c.events_handled, c.retired, c.updated_at,
-       coalesce(h.transaction_id, '0'::xid8)::xid8 AS head_transaction_id,
-       coalesce(h.global_position, 0)::bigint AS head_position
-FROM esgen_checkpoints c
-LEFT JOIN LATERAL (
-    SELECT e.transaction_id, e.global_position
-    FROM esgen_events e
-    WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-    ORDER BY e.transaction_id DESC, e.global_position DESC
-    LIMIT 1) h ON true
-WHERE c.projection = @projection::text AND c.generation = @generation::bigint AND c.partition_key = @partition_key::integer;
+-- A partition's checkpoint, not locked: a batch reads first and locks only when it has
+-- work, so an idle poll takes no transaction id.
+SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
+       events_handled, retired, updated_at, hole_transaction_ids, hole_positions
+FROM esgen_checkpoints
+WHERE projection = @projection::text AND generation = @generation::bigint AND partition_key = @partition_key::integer;
 
 -- name: LockCheckpoint :one
 -- A partition's checkpoint, locked for the batch.
 SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
-       events_handled, retired, updated_at
+       events_handled, retired, updated_at, hole_transaction_ids, hole_positions
 FROM esgen_checkpoints
 WHERE projection = @projection::text AND generation = @generation::bigint AND partition_key = @partition_key::integer
 FOR UPDATE;
@@ -101,16 +83,20 @@ SELECT EXISTS (
 SELECT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE projection = @projection::text AND retired)::boolean AS has_retired;
 
 -- name: AdvanceCheckpoint :execrows
--- Compare-and-set: moves a checkpoint only from the position this worker read it at,
--- only in the layout generation it runs, and only while that layout is in force.
+-- Compare-and-set: moves a checkpoint (position and holes) only from the cursor this
+-- worker read it at, only in the layout generation it runs, and only while that layout
+-- is in force.
 UPDATE esgen_checkpoints
-SET last_transaction_id = @new_transaction_id::xid8,
-    last_position       = @new_position::bigint,
-    events_handled      = events_handled + @handled::bigint,
-    updated_at          = now()
+SET last_transaction_id  = @new_transaction_id::xid8,
+    last_position        = @new_position::bigint,
+    hole_transaction_ids = @new_hole_transaction_ids::xid8[],
+    hole_positions       = @new_hole_positions::bigint[],
+    events_handled       = events_handled + @handled::bigint,
+    updated_at           = now()
 WHERE projection = @projection::text AND generation = @generation::bigint AND partition_key = @partition_key::integer
   AND NOT retired
-  AND last_transaction_id = @old_transaction_id::xid8 AND last_position = @old_position::bigint;
+  AND last_transaction_id = @old_transaction_id::xid8 AND last_position = @old_position::bigint
+  AND hole_transaction_ids = @old_hole_transaction_ids::xid8[] AND hole_positions = @old_hole_positions::bigint[];
 
 -- name: ListProjections :many
 SELECT name, partition_count, generation, previous_count, counts_used, event_types, changed_at, created_at
@@ -120,7 +106,7 @@ ORDER BY name;
 
 -- name: ListCheckpoints :many
 SELECT projection, generation, partition_key, partition_count, last_transaction_id, last_position,
-       events_handled, retired, updated_at
+       events_handled, retired, updated_at, hole_transaction_ids, hole_positions
 FROM esgen_checkpoints
 WHERE projection = @projection::text
 ORDER BY retired, generation DESC, partition_key;
