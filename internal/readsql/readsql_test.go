@@ -98,7 +98,9 @@ func TestStatementsAgree(t *testing.T) {
 	cursor := eventstore.Cursor{Position: after, Holes: []eventstore.Hole{hole(5, false), hole(10, true)}}
 	htxs, hpos := cursor.HoleArrays()
 	holes := readsql.Holes{TransactionIDs: htxs, Positions: hpos}
-	if !slices.ContainsFunc(all[21:], func(e eventstore.Event) bool { return e.PartitionHash%2 == 1 && !handledByRetired(e) && !retired[1].Position.Less(e.Position) }) {
+	if !slices.ContainsFunc(all[21:], func(e eventstore.Event) bool {
+		return e.PartitionHash%2 == 1 && !handledByRetired(e) && !retired[1].Position.Less(e.Position)
+	}) {
 		t.Fatal("no event of retired partition 1 is in a hole: the test does not check holes of retired checkpoints")
 	}
 	for _, types := range [][]string{nil, {"T1"}} {
