@@ -369,17 +369,15 @@ func TestReaderWaitsForLateCommit(t *testing.T) {
 // parallel in other databases of the same server hold such transactions for a moment.
 func readEventually(t *testing.T, pool *pgxpool.Pool, opts eventstore.ReadOptions, want int) []eventstore.Event {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		got, err := eventstore.ReadAll(context.Background(), pool, opts)
-		if err != nil {
+	var got []eventstore.Event
+	pgtest.WaitFor(t, time.Minute, fmt.Sprintf("%d readable events", want), func() bool {
+		var err error
+		if got, err = eventstore.ReadAll(context.Background(), pool, opts); err != nil {
 			t.Fatal(err)
 		}
-		if len(got) >= want || time.Now().After(deadline) {
-			return got
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return len(got) >= want
+	})
+	return got
 }
 
 func types(evs []eventstore.Event) []string {

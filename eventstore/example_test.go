@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -84,9 +85,12 @@ func ExampleReadAll() {
 		}
 	}
 	// Follow partition 1 of 2 from the start, in batches of 10, as a projection does:
-	// keep the last position as the checkpoint and read after it.
+	// keep the last position as the checkpoint and read after it, here until both
+	// accounts of partition 1 (b and d) are read. An empty batch means that nothing
+	// more is readable yet: a commit-safe read waits for every transaction still
+	// running on the server, so poll.
 	var checkpoint eventstore.Position
-	for {
+	for read := 0; read < 2; {
 		batch, err := eventstore.ReadAll(ctx, pool, eventstore.ReadOptions{
 			After: checkpoint, Limit: 10, PartitionKey: 1, TotalPartitions: 2,
 		})
@@ -94,10 +98,12 @@ func ExampleReadAll() {
 			log.Fatal(err)
 		}
 		if len(batch) == 0 {
-			break
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		for _, e := range batch {
 			fmt.Println(e.AggregateID, e.Type, "partition", eventstore.PartitionOf(e.AggregateID, 2))
+			read++
 		}
 		checkpoint = batch[len(batch)-1].Position
 	}

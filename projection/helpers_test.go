@@ -282,13 +282,7 @@ func withAppName(t testing.TB, raw, name string) string {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	pgtest.WaitFor(t, d, what, cond)
 }
 
 // waitApplied waits until the read model holds as many events as the store.

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -31,6 +32,15 @@ func TestReadSelectsLikeReadAll(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Commit-safe reads wait behind other tests' transactions on the server: compare
+	// once all 30 events are readable, so that every read below sees the same events.
+	pgtest.WaitFor(t, 2*time.Minute, "the 30 events to be readable", func() bool {
+		evs, err := eventstore.ReadAll(ctx, pool, eventstore.ReadOptions{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs) == 30
+	})
 	for _, total := range []int{1, 3} {
 		for key := range total {
 			b, err := eventstore.ReadFrom(ctx, pool, eventstore.Cursor{}, eventstore.ReadOptions{Limit: 20, TotalPartitions: total, PartitionKey: key})

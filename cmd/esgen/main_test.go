@@ -15,10 +15,18 @@ import (
 
 // TestMain gives the package's tests one PostgreSQL (DATABASE_URL or a throw-away
 // cluster, started on first use through pgtest). Tests of every command share it.
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+// Afterwards it removes the esgen binary the tests built.
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m)
+	if builtDir != "" {
+		_ = os.RemoveAll(builtDir)
+	}
+	os.Exit(code)
+}
 
 var (
 	buildOnce sync.Once
+	builtDir  string
 	builtExe  string
 	buildErr  error
 )
@@ -33,6 +41,7 @@ func esgenBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
+		builtDir = dir
 		_ = os.Chmod(dir, 0o755)
 		builtExe = filepath.Join(dir, "esgen")
 		out, err := exec.Command("go", "build", "-o", builtExe, ".").CombinedOutput()

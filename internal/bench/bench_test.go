@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -130,10 +131,16 @@ func TestLoadStream(t *testing.T) {
 	if after := indexes(); after != before {
 		t.Fatalf("indexes changed by the load:\nbefore\n%s\nafter\n%s", before, after)
 	}
-	evs, err := eventstore.ReadAll(ctx, pool, eventstore.ReadOptions{Limit: 5000})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A commit-safe read waits behind the transactions of other tests on the server
+	// (TestSeparateWorkerBinary loads its stream at the same time).
+	var evs []eventstore.Event
+	pgtest.WaitFor(t, 2*time.Minute, fmt.Sprintf("the %d loaded events to be readable", n), func() bool {
+		evs, err = eventstore.ReadAll(ctx, pool, eventstore.ReadOptions{Limit: 5000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs) >= n
+	})
 	if len(evs) != n {
 		t.Fatalf("read %d events, want %d", len(evs), n)
 	}

@@ -108,6 +108,7 @@ func (r *Report) OK() bool {
 // before returning, also when ctx is cancelled (Ctrl+C).
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	opts = opts.withDefaults()
+	opts.Stdout, opts.Stderr = serialize(opts.Stdout, opts.Stderr)
 	out := opts.Stdout
 	start := time.Now()
 
@@ -266,6 +267,27 @@ func startWorkers(exe, dbURL string, opts Options) (*workerSet, error) {
 		}()
 	}
 	return ws, nil
+}
+
+// lockedWriter passes each Write to w while holding mu. The demo writes from the
+// writers' progress loop, one log relay per worker and the shutdown code at once.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// serialize wraps stdout and stderr so that concurrent writes to them never overlap.
+// They share one lock, since they are often the same writer. Each line is written
+// with one Fprintf, so lines stay whole.
+func serialize(stdout, stderr io.Writer) (io.Writer, io.Writer) {
+	mu := new(sync.Mutex)
+	return lockedWriter{mu, stdout}, lockedWriter{mu, stderr}
 }
 
 // relayLog prints a worker's log lines with its partition in front; of the per-event

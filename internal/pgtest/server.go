@@ -11,7 +11,11 @@
 //
 // For tests, [Main] starts one server per test binary and [NewDatabase] gives each test
 // a fresh database with esgen's migrations applied, dropped when the test ends, so tests
-// run in parallel against a private or a shared server alike.
+// run in parallel against a private or a shared server alike. Without a server to use,
+// [Main] stops the test binary with one line saying how to get one. Tests on a shared
+// server share its snapshot horizon: [WaitFor] polls what a commit-safe read returns,
+// and a test that holds transactions open for long gets a server of its own
+// ([StartPrivate]).
 package pgtest
 
 import (

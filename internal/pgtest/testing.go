@@ -26,7 +26,16 @@ var (
 // Main runs a package's tests with one server for the whole test binary (DATABASE_URL
 // or a private cluster, started on first use) and stops it afterwards. Use it from
 // TestMain: func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }.
+//
+// Before any test runs it checks that there is a server to use: DATABASE_URL answers,
+// or PostgreSQL's server binaries are installed. If not, it prints one line saying
+// how to get one and returns 1 without running the tests, so that `go test ./...`
+// says it once per package instead of once per test.
 func Main(m *testing.M) int {
+	if err := Available(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, oneLine(err))
+		return 1
+	}
 	code := m.Run()
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
@@ -37,6 +46,41 @@ func Main(m *testing.M) int {
 		shared = nil
 	}
 	return code
+}
+
+// Available reports whether tests can get a server: DATABASE_URL, when set, must
+// answer; otherwise PostgreSQL's server binaries must be found (see [BinDir]). It
+// starts nothing.
+func Available(ctx context.Context) error {
+	if u := os.Getenv("DATABASE_URL"); u != "" {
+		_, err := External(ctx, u)
+		return err
+	}
+	if _, err := BinDir(); err != nil {
+		return fmt.Errorf("pgtest: %w", err)
+	}
+	return nil
+}
+
+// oneLine joins the lines of an error's message.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// WaitFor polls cond until it returns true, and fails the test when timeout passes
+// first. Check everything a commit-safe read returns this way (eventstore.ReadAll, a
+// projection's progress, status head and lag): such a read waits behind every
+// transaction with an id on the whole server, and other tests on the same server hold
+// such transactions open, for a moment or for as long as they like.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Shared returns the test binary's server, starting it on first use. Without

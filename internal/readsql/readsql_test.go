@@ -37,11 +37,11 @@ func TestStatementsAgree(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	all := query(t, pool, readsql.ReadAll(readsql.Filter{}, readsql.Holes{}, 10*n))
-	for deadline := time.Now().Add(time.Minute); len(all) < n && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
+	var all []eventstore.Event
+	pgtest.WaitFor(t, time.Minute, fmt.Sprintf("the %d events to be readable", n), func() bool {
 		all = query(t, pool, readsql.ReadAll(readsql.Filter{}, readsql.Holes{}, 10*n))
-	}
+		return len(all) >= n
+	})
 	if len(all) != n {
 		t.Fatalf("%d events visible, want %d", len(all), n)
 	}
