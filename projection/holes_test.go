@@ -2,8 +2,10 @@ package projection_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,4 +161,52 @@ func TestCheckpointsFromBeforeHolesKeepWorking(t *testing.T) {
 	if n := count(t, pool, "SELECT count(*) FROM rm_events WHERE aggregate_id LIKE 'new-%'"); n != 10 {
 		t.Fatalf("%d of the 10 new events handled", n)
 	}
+}
+
+// A projector connected to a standby refuses to run, with one line that says why: on
+// a standby PostgreSQL does not list running transactions in a snapshot, so reading
+// past them would skip their events. A gap-safe read there fails the same way.
+func TestStandbyIsRefused(t *testing.T) {
+	t.Parallel()
+	if _, err := pgtest.BinDir(); err != nil {
+		t.Skip("needs PostgreSQL server binaries for a private primary and standby:", err)
+	}
+	ctx := context.Background()
+	primary, err := pgtest.StartPrivate(ctx, pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = primary.Stop() })
+	url := pgtest.NewDatabaseOn(t, primary)
+	pool := newPool(t, url)
+	if _, err := pool.Exec(ctx, readModelSchema); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, pool, "a", 3, 1)
+	standby, err := primary.StartStandby(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = standby.Stop() })
+	standbyURL := standby.DatabaseURL(pgtest.DatabaseName(url))
+
+	_, err = eventstore.ReadFrom(ctx, newPool(t, standbyURL), eventstore.Cursor{}, eventstore.ReadOptions{})
+	if !errors.Is(err, eventstore.ErrStandby) {
+		t.Fatalf("ReadFrom on a standby: %v, want ErrStandby", err)
+	}
+	p := startWorker(t, "on-standby", standbyURL, "TOTAL_PARTITIONS=1")
+	code := p.wait(t, time.Minute)
+	if code == 0 {
+		t.Fatalf("the projector ran on a standby:\n%s", p.Output())
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(p.Output()), "\n") {
+		if strings.Contains(l, "standby") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], "primary") {
+		t.Fatalf("want one line saying to run on the primary, got:\n%s", p.Output())
+	}
+	t.Logf("exit %d: %s", code, lines[0])
 }

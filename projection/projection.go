@@ -170,6 +170,19 @@ func (c Config) validate(p Projection) error {
 	return nil
 }
 
+// checkPrimary refuses a standby: there the snapshot's list of running transactions
+// is empty, so a reader that reads past them would skip their events.
+func checkPrimary(ctx context.Context, db DBTX, name string) error {
+	var standby bool
+	if err := db.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&standby); err != nil {
+		return fmt.Errorf("projection %s: connect: %w", name, err)
+	}
+	if standby {
+		return fmt.Errorf("projection %s: %w", name, eventstore.ErrStandby)
+	}
+	return nil
+}
+
 // Run runs the partitions cfg lists of projection p until ctx ends (then it returns
 // nil once every partition has finished or rolled back its batch) or until a partition
 // fails for good (then it stops the others the same way and returns that error).
@@ -195,6 +208,9 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 
 	var gen int64
 	err := retryTransient(ctx, log, cfg, "prepare the partition layout", func() error {
+		if err := checkPrimary(ctx, pool, p.Name); err != nil {
+			return err
+		}
 		var err error
 		gen, err = ensureLayout(ctx, pool, p, cfg, log)
 		return err

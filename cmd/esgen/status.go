@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/esgen-dev/esgen/eventstore"
 	"github.com/esgen-dev/esgen/projection"
 )
 
@@ -94,9 +95,9 @@ func printStatus(w io.Writer, st projection.ProjectionStatus, now time.Time) {
 			st.PreviousCount, st.PartitionCount, ago(st.ChangedAt, now), len(st.Retired))
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  PARTITION\tCHECKPOINT\tHANDLED\tLAG\tLAST MOVED\t")
+	fmt.Fprintln(tw, "  PARTITION\tCHECKPOINT\tHOLES\tHANDLED\tLAG\tLAST MOVED\t")
 	row := func(p projection.PartitionStatus, lag string) {
-		fmt.Fprintf(tw, "  %d/%d\t%d (tx %d)\t%d\t%s\t%s\t\n", p.Key, p.Count, p.Checkpoint.GlobalPosition, p.Checkpoint.TransactionID,
+		fmt.Fprintf(tw, "  %d/%d\t%s\t%s\t%d\t%s\t%s\t\n", p.Key, p.Count, p.Checkpoint.Position, holes(p.Checkpoint),
 			p.EventsHandled, lag, ago(p.LastMoved, now))
 	}
 	for _, p := range st.Partitions {
@@ -106,6 +107,16 @@ func printStatus(w io.Writer, st projection.ProjectionStatus, now time.Time) {
 		row(p, fmt.Sprintf("retired (generation %d)", p.Generation))
 	}
 	tw.Flush()
+}
+
+// holes says how many transactions a checkpoint passed while they were running (whose
+// later events it handles when they end), and the oldest: "-" for none, "2 (oldest tx
+// 805)".
+func holes(c eventstore.Cursor) string {
+	if len(c.Holes) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d (oldest tx %d)", len(c.Holes), c.Holes[0].TransactionID)
 }
 
 func ago(t, now time.Time) string {

@@ -85,7 +85,7 @@ func TestStatusCommand(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	out := stdout.String()
-	for _, want := range []string{"projection counts: 2 partition(s), generation 1 (counts used: 2), stream head 20", "PARTITION", "0/2", "1/2", "LAST MOVED"} {
+	for _, want := range []string{"projection counts: 2 partition(s), generation 1 (counts used: 2), stream head 20", "PARTITION", "0/2", "1/2", "HOLES", "LAST MOVED"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status output lacks %q:\n%s", want, out)
 		}
