@@ -15,7 +15,7 @@
 //   - gen: esgen.yaml loading, validation and code generation.
 //
 // This package holds the files that the others embed: esgen's own migrations and the
-// generator's templates.
+// generator's templates. It holds no code, so that every package may import it.
 package esgen
 
 import "embed"

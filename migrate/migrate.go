@@ -5,6 +5,9 @@
 // row in esgen_schema_migrations, under an advisory lock so concurrent migrators wait
 // for each other: a failure leaves the database as it was. The files are also valid input for psql -f and can be applied more than
 // once, so a database migrated by hand and one migrated here end in the same state.
+//
+// It knows files, versions and the version table: it must not know what the schema
+// holds (events, checkpoints) nor how the runtime uses it.
 package migrate
 
 import (

@@ -117,7 +117,7 @@
 //
 // The runtime API and the batch loop: layouts and checkpoints (sql/queries), the batch
 // read (its statement is rendered by internal/readsql, its rows decoded by
-// eventstore.ScanEvents), handling, retries and fencing. Listening for appends is
+// eventstore.ScanBatch), handling, retries and fencing. Listening for appends is
 // internal/notify. It must not know processes (flags, environment, signals, exit codes:
 // package projector) nor generated code: a [Projection] is a name, event types and a
 // [Handler].

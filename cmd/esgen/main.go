@@ -10,6 +10,10 @@
 //	esgen bench                 measure esgen against PostgreSQL's raw limit
 //
 // Every command takes -h for its flags. Database commands read DATABASE_URL or --database.
+//
+// The command is thin: it parses flags and calls the packages that do the work (gen,
+// migrate, projection, internal/demo, internal/bench). It must not hold SQL, the
+// runtime's logic or the generator's rules itself.
 package main
 
 import (
