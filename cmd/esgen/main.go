@@ -22,8 +22,6 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
-
-	"github.com/esgen-dev/esgen/internal/demo"
 )
 
 type command struct {
@@ -54,10 +52,6 @@ func usage(w io.Writer) {
 }
 
 func main() {
-	if os.Getenv(demo.WorkerEnv) == "1" {
-		demo.WorkerMain() // a demo worker process: the same binary, one partition
-		return
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
