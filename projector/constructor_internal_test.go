@@ -114,7 +114,7 @@ func TestMainWithConstructsTheHandlers(t *testing.T) {
 	if calls.Load() != 1 || got.Projection != "counts" || !slices.Equal(got.Partitions, []int{0, 1}) || got.TotalPartitions != 2 {
 		t.Errorf("constructed %d times with %+v", calls.Load(), got)
 	}
-	if !strings.Contains(out.String(), "msg=\"handlers constructed\" partitions=2") {
+	if !strings.Contains(out.String(), "msg=\"handlers constructed\" projection=counts partitions=2") {
 		t.Errorf("the constructor's log line is not in the process's log:\n%s", out.String())
 	}
 }

@@ -52,7 +52,8 @@ type Deps struct {
 	// the batch's transaction it receives, and uses Pool at most for a few queries of
 	// its own, e.g. to load a cache while it is constructed.
 	Pool *pgxpool.Pool
-	// Logger is the process's logger, as --log-level and --log-format set it up.
+	// Logger is the process's logger, as --log-level and --log-format set it up, with
+	// the projection's name.
 	Logger *slog.Logger
 	// Partitions are the partition keys the process runs (every key for
 	// --partition-key=all), and TotalPartitions the partition count.
@@ -134,7 +135,7 @@ func runMain[H any](ctx context.Context, newProjection func(H) projection.Projec
 	}
 	defer pool.Close()
 	log.Info("projector starting", "projection", p.Name, "partition_keys", s.cfg.Partitions, "total_partitions", s.cfg.TotalPartitions)
-	deps := Deps{Projection: p.Name, Pool: pool, Logger: log, Partitions: partitions, TotalPartitions: s.cfg.TotalPartitions}
+	deps := Deps{Projection: p.Name, Pool: pool, Logger: log.With("projection", p.Name), Partitions: partitions, TotalPartitions: s.cfg.TotalPartitions}
 	h, err := newHandlers(ctx, deps)
 	if err != nil {
 		log.Error("projector stopped: cannot construct the handlers", "projection", p.Name, "error", err)

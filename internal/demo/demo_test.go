@@ -47,7 +47,7 @@ func TestDemoVerifiesEveryEventOnce(t *testing.T) {
 	}
 	// The workers are the generated projector, built by the demo, whose handlers got
 	// their partition through NewHandlers.
-	for _, want := range []string{"building the projector", "[worker 0]", "[worker 2]", `msg="demo handlers ready" partition=2`,
+	for _, want := range []string{"building the projector", "[worker 0]", "[worker 2]", `msg="demo handlers ready" projection=balances partition=2`,
 		"partition started", "verification", "workers: 3 of 3 stopped cleanly"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
