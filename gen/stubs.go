@@ -129,7 +129,6 @@ func wrapDoc(text string) string {
 	return strings.Join(out, "\n")
 }
 
-
 // stubPlan is what happens to a projection's handler package.
 type stubPlan struct {
 	content     []byte // the stub file's new content; nil: nothing to write
