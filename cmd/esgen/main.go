@@ -3,7 +3,7 @@
 //
 //	esgen init                  write a starter esgen.yaml and the go:generate line
 //	esgen generate              generate migrations, typed events, projections and stubs
-//	esgen migrate               apply esgen's migrations (--dry-run prints the SQL)
+//	esgen migrate               apply esgen's migrations and the module's (--dry-run prints the SQL)
 //	esgen status                checkpoints, stream head and lag per projection partition
 //	esgen reset <projection>    rebuild a projection from the start (--yes to confirm)
 //	esgen demo                  run the partitioned demo end to end
