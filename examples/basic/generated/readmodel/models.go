@@ -24,15 +24,17 @@ type EsgenAggregateHead struct {
 }
 
 type EsgenCheckpoint struct {
-	Projection        string
-	Generation        int64
-	PartitionKey      int32
-	PartitionCount    int32
-	LastTransactionID pgtype.Uint64
-	LastPosition      int64
-	EventsHandled     int64
-	Retired           bool
-	UpdatedAt         pgtype.Timestamptz
+	Projection         string
+	Generation         int64
+	PartitionKey       int32
+	PartitionCount     int32
+	LastTransactionID  pgtype.Uint64
+	LastPosition       int64
+	EventsHandled      int64
+	Retired            bool
+	UpdatedAt          pgtype.Timestamptz
+	HoleTransactionIds []pgtype.Uint64
+	HolePositions      []int64
 }
 
 type EsgenEvent struct {
