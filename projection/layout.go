@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -90,9 +89,8 @@ func ensureLayout(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Con
 		Name: p.Name, PartitionCount: int32(total), CountsUsed: []int32{int32(total)}, EventTypes: types,
 	})
 	if err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
-			return 0, fmt.Errorf("projection %s: esgen's tables are missing; apply the migrations first (esgen migrate): %w", p.Name, err)
+		if err := eventstore.MissingTables(err); errors.Is(err, eventstore.ErrTablesMissing) {
+			return 0, fmt.Errorf("projection %s: %w", p.Name, err)
 		}
 		return 0, fmt.Errorf("projection %s: create: %w", p.Name, err)
 	}

@@ -38,8 +38,45 @@ import (
 // error (a handler failing on an event past its retries, a changed partition count) is
 // logged and ends the process with exit code 1.
 func Main(p projection.Projection) {
+	MainWith(func(projection.Handler) projection.Projection { return p },
+		func(context.Context, Deps) (projection.Handler, error) { return p.Handler, nil })
+}
+
+// Deps is what a projector process hands the constructor of its handlers (see
+// [MainWith]): what the runtime has built from its settings by then.
+type Deps struct {
+	// Projection is the projection's name.
+	Projection string
+	// Pool is the process's connection pool to DATABASE_URL. It is sized for the
+	// runtime (two connections per partition and one more): a handler writes through
+	// the batch's transaction it receives, and uses Pool at most for a few queries of
+	// its own, e.g. to load a cache while it is constructed.
+	Pool *pgxpool.Pool
+	// Logger is the process's logger, as --log-level and --log-format set it up, with
+	// the projection's name.
+	Logger *slog.Logger
+	// Partitions are the partition keys the process runs (every key for
+	// --partition-key=all), and TotalPartitions the partition count.
+	Partitions      []int
+	TotalPartitions int
+}
+
+// MainWith is [Main] for handlers with dependencies, the main of every generated
+// cmd/<name>-projector whose handler package declares a constructor:
+//
+//	projector.MainWith(balancesgen.New, func(ctx context.Context, deps projector.Deps) (balancesgen.Handler, error) {
+//		return balances.NewHandlers(ctx, deps)
+//	})
+//
+// Once the settings are parsed and the pool and the logger exist, it calls
+// newHandlers with them and runs newProjection(h). An error from newHandlers is
+// logged and ends the process with exit code 1. newProjection is also called once
+// before, with the zero H, for the projection's name and whether it is partitioned,
+// which the settings are checked against: it must not use its argument (the
+// generated New functions only keep it).
+func MainWith[H any](newProjection func(H) projection.Projection, newHandlers func(ctx context.Context, deps Deps) (H, error)) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := runMain(ctx, p, os.Args[1:], os.LookupEnv, os.Stderr)
+	code := runMain(ctx, newProjection, newHandlers, os.Args[1:], os.LookupEnv, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -57,7 +94,10 @@ type usageErr struct{ msg string }
 
 func (e usageErr) Error() string { return e.msg }
 
-func runMain(ctx context.Context, p projection.Projection, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
+func runMain[H any](ctx context.Context, newProjection func(H) projection.Projection, newHandlers func(context.Context, Deps) (H, error),
+	args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
+	var zero H
+	p := newProjection(zero)
 	s, err := parseSettings(p, args, lookupEnv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -67,11 +107,11 @@ func runMain(ctx context.Context, p projection.Projection, args []string, lookup
 		return 2
 	}
 	opts := &slog.HandlerOptions{Level: s.logLevel}
-	var h slog.Handler = slog.NewTextHandler(stderr, opts)
+	var lh slog.Handler = slog.NewTextHandler(stderr, opts)
 	if s.logFormat == "json" {
-		h = slog.NewJSONHandler(stderr, opts)
+		lh = slog.NewJSONHandler(stderr, opts)
 	}
-	log := slog.New(h)
+	log := slog.New(lh)
 	s.cfg.Logger = log
 
 	pcfg, err := pgxpool.ParseConfig(s.url)
@@ -79,9 +119,15 @@ func runMain(ctx context.Context, p projection.Projection, args []string, lookup
 		fmt.Fprintf(stderr, "%s-projector: DATABASE_URL: %v\n", p.Name, err)
 		return 2
 	}
+	partitions := s.cfg.Partitions
+	if partitions == nil { // --partition-key=all
+		for k := range s.cfg.TotalPartitions {
+			partitions = append(partitions, k)
+		}
+	}
 	// Two connections per partition (the batch in hand and the next one, read ahead
 	// while catching up), plus one for layout and clean-up queries.
-	pcfg.MaxConns = int32(2*len(s.cfg.Partitions) + 1)
+	pcfg.MaxConns = int32(2*len(partitions) + 1)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		log.Error("cannot create the connection pool", "error", err)
@@ -89,6 +135,13 @@ func runMain(ctx context.Context, p projection.Projection, args []string, lookup
 	}
 	defer pool.Close()
 	log.Info("projector starting", "projection", p.Name, "partition_keys", s.cfg.Partitions, "total_partitions", s.cfg.TotalPartitions)
+	deps := Deps{Projection: p.Name, Pool: pool, Logger: log.With("projection", p.Name), Partitions: partitions, TotalPartitions: s.cfg.TotalPartitions}
+	h, err := newHandlers(ctx, deps)
+	if err != nil {
+		log.Error("projector stopped: cannot construct the handlers", "projection", p.Name, "error", err)
+		return 1
+	}
+	p = newProjection(h)
 	if err := projection.Run(ctx, pool, p, s.cfg); err != nil {
 		log.Error("projector stopped", "projection", p.Name, "error", err)
 		return 1

@@ -91,12 +91,19 @@ func TestRunMainExitCodes(t *testing.T) {
 	var out strings.Builder
 	env := map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/db", "TOTAL_PARTITIONS": "4", "PARTITION_KEY": "5"}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	if code := runMain(context.Background(), p, nil, lookup, &out); code != 2 ||
+	if code := runProjection(context.Background(), p, nil, lookup, &out); code != 2 ||
 		out.String() != "p-projector: PARTITION_KEY=5 is out of range: with 4 partitions the key must be 0..3\n" {
 		t.Errorf("exit %d, output %q", code, out.String())
 	}
 	out.Reset()
-	if code := runMain(context.Background(), p, []string{"-h"}, lookup, &out); code != 0 || !strings.Contains(out.String(), "-total-partitions") || !strings.Contains(out.String(), "flags win") {
+	if code := runProjection(context.Background(), p, []string{"-h"}, lookup, &out); code != 0 || !strings.Contains(out.String(), "-total-partitions") || !strings.Contains(out.String(), "flags win") {
 		t.Errorf("-h: exit %d, output %q", code, out.String())
 	}
+}
+
+// runProjection is runMain for a projection whose handler needs no constructor, as
+// Main runs it.
+func runProjection(ctx context.Context, p projection.Projection, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
+	return runMain(ctx, func(projection.Handler) projection.Projection { return p },
+		func(context.Context, Deps) (projection.Handler, error) { return p.Handler, nil }, args, lookupEnv, stderr)
 }

@@ -25,6 +25,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	writers := fs.Int("writers", 8, "concurrent writers")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up when the workers have not caught up by then")
 	show := fs.Int("show-events", 3, "per-event log lines shown per worker")
+	projector := fs.String("projector", "", "the workers' binary, built from internal/demo/cmd/balances-projector (default: go build it from esgen's source)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -36,6 +37,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Writers:     *writers,
 		Timeout:     *timeout,
 		ShowEvents:  *show,
+		Projector:   *projector,
 		Stdout:      stdout,
 		Stderr:      stderr,
 	})

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/esgen-dev/esgen/gen"
 )
@@ -40,8 +41,10 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, "\nNext: edit esgen.yaml, then")
-	fmt.Fprintln(stdout, "  go get github.com/esgen-dev/esgen")
-	fmt.Fprintln(stdout, "  go generate ./...")
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, gen.NextSteps(abs))
 	return nil
 }

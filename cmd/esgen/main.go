@@ -3,7 +3,7 @@
 //
 //	esgen init                  write a starter esgen.yaml and the go:generate line
 //	esgen generate              generate migrations, typed events, projections and stubs
-//	esgen migrate               apply esgen's migrations (--dry-run prints the SQL)
+//	esgen migrate               apply esgen's migrations and the module's (--dry-run prints the SQL)
 //	esgen status                checkpoints, stream head and lag per projection partition
 //	esgen reset <projection>    rebuild a projection from the start (--yes to confirm)
 //	esgen demo                  run the partitioned demo end to end
@@ -26,8 +26,6 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
-
-	"github.com/esgen-dev/esgen/internal/demo"
 )
 
 type command struct {
@@ -58,10 +56,6 @@ func usage(w io.Writer) {
 }
 
 func main() {
-	if os.Getenv(demo.WorkerEnv) == "1" {
-		demo.WorkerMain() // a demo worker process: the same binary, one partition
-		return
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -2,18 +2,22 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/esgen-dev/esgen/gen"
 	"github.com/esgen-dev/esgen/migrate"
 )
 
 func init() {
-	register("migrate", "apply esgen's migrations to DATABASE_URL", runMigrate)
+	register("migrate", "apply esgen's migrations and the module's to DATABASE_URL", runMigrate)
 }
 
 // databaseFlag adds --database, defaulting to DATABASE_URL.
@@ -43,12 +47,29 @@ func connect(ctx context.Context, url string) (*pgx.Conn, error) {
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: esgen migrate [--dry-run] [--database=URL] [-C dir] [-f esgen.yaml]")
+		fmt.Fprintln(stderr, "\nApplies esgen's migrations, then the module's own (the files numbered 100 and up")
+		fmt.Fprintln(stderr, "in the migrations folder of esgen.yaml, e.g. sql/migrations/100_balances.sql), in")
+		fmt.Fprintln(stderr, "order, each recorded in esgen_schema_migrations, all in one transaction.")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
 	db := databaseFlag(fs)
 	dryRun := fs.Bool("dry-run", false, "print the SQL of the pending migrations (all of them without a database) and apply nothing")
+	dir := fs.String("C", ".", "the module folder holding esgen.yaml")
+	specFile := fs.String("f", "esgen.yaml", "the spec, whose output.migrations folder holds the module's migrations (relative to -C)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	all := migrate.All()
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	module, err := moduleMigrations(*dir, *specFile, stderr)
+	if err != nil {
+		return err
+	}
+	all := append(migrate.All(), module...)
 	if *dryRun && *db == "" {
 		for _, m := range all {
 			fmt.Fprintf(stdout, "-- %s\n%s\n", m.Name, m.SQL)
@@ -83,4 +104,21 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stdout, "esgen migrate: applied %s\n", m.Name)
 	}
 	return nil
+}
+
+// moduleMigrations reads the module's own migrations from the migrations folder its
+// spec names. Without a spec there are none, and a note says so.
+func moduleMigrations(dir, specFile string, stderr io.Writer) ([]migrate.Migration, error) {
+	if !filepath.IsAbs(specFile) {
+		specFile = filepath.Join(dir, specFile)
+	}
+	spec, err := gen.Load(specFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(stderr, "esgen migrate: no %s: applying esgen's migrations only\n", specFile)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return migrate.LoadModule(os.DirFS(filepath.Dir(specFile)), spec.Output.Migrations)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/esgen-dev/esgen/eventstore"
 	"github.com/esgen-dev/esgen/projection"
 )
 
@@ -53,7 +54,7 @@ func runReset(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if errors.Is(err, projection.ErrNotFound) {
 			return fmt.Errorf("no projection %q: nothing to reset", name)
 		}
-		return err
+		return eventstore.MissingTables(err)
 	}
 	fmt.Fprintf(stdout, "esgen reset: deleted the checkpoints of projection %s; clear its read model (if not done yet), then start its workers to rebuild it\n", name)
 	return nil

@@ -55,11 +55,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("no projection %q: it appears once its first worker has started", name)
 		}
 		if err != nil {
-			return err
+			return eventstore.MissingTables(err)
 		}
 		all = []projection.ProjectionStatus{st}
 	} else if all, err = projection.StatusAll(ctx, conn); err != nil {
-		return err
+		return eventstore.MissingTables(err)
 	}
 	if *asJSON {
 		if all == nil {
