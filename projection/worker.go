@@ -274,23 +274,37 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	}
 	retried := false // the event that failed before is in this batch
 	hctx := context.WithValue(hardCtx, partitionKey{}, Partition{Projection: w.p.Name, Key: w.key, Total: w.total, Generation: w.gen})
+	// The handlers' writes queued through Queue go out together (one pipeline), before
+	// any other statement on the batch's transaction and at the latest before the
+	// checkpoint moves; a failed one is the failure of the event that queued it.
+	btx := newBatchTx(tx)
+	failure := func(i int, err error) error {
+		if isTransient(err) {
+			return fmt.Errorf("handler: %w", err)
+		}
+		if j, ok := queuedOwner(err); ok {
+			i = j
+		}
+		failed := rows[i]
+		failed.Payload, failed.Metadata = nil, nil
+		return &handlerFailure{index: i, event: failed, err: err}
+	}
 	for i := range rows {
 		ev := &rows[i]
 		if w.log.Enabled(hctx, slog.LevelDebug) {
 			w.log.Debug("handling event", "position", ev.Position.String(), "aggregate_type", ev.AggregateType,
 				"aggregate_id", ev.AggregateID, "aggregate_version", ev.AggregateVersion, "event_type", ev.Type, "event_id", ev.EventID)
 		}
-		if err := handle(hctx, w.p.Handler, tx, ev); err != nil {
-			if isTransient(err) {
-				return 0, false, fmt.Errorf("handler: %w", err)
-			}
-			failed := *ev
-			failed.Payload, failed.Metadata = nil, nil
-			return 0, false, &handlerFailure{index: i, event: failed, err: err}
+		btx.event = i
+		if err := handle(hctx, w.p.Handler, btx, ev); err != nil {
+			return 0, false, failure(i, err)
 		}
 		if ev.EventID == w.failID {
 			retried = true
 		}
+	}
+	if err := btx.flush(hctx); err != nil {
+		return 0, false, failure(len(rows)-1, err)
 	}
 	oldTxs, oldPos := from.HoleArrays()
 	newTxs, newPos := to.HoleArrays()
