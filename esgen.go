@@ -11,11 +11,12 @@
 //   - eventstore: append with optimistic concurrency and gap-safe reading of the stream.
 //   - projection: the partitioned, exactly-once projection runtime.
 //   - projector: the process main of a generated projector binary.
-//   - migrate: esgen's schema, embedded, applied with version tracking.
+//   - migrate: esgen's schema, embedded, and a module's own migrations after it,
+//     applied with version tracking.
 //   - gen: esgen.yaml loading, validation and code generation.
 //
 // This package holds the files that the others embed: esgen's own migrations and the
-// generator's templates.
+// generator's templates. It holds no code, so that every package may import it.
 package esgen
 
 import "embed"

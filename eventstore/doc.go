@@ -10,19 +10,28 @@
 // matches it with errors.Is). Concurrent [Any] appends to one aggregate never fail:
 // appends to one aggregate are serialized by a transaction-level lock.
 //
-// # Reading in commit-safe order
+// # Reading without gaps and without waiting
 //
 // Positions come from an identity column and are taken before commit, so a reader that
 // trusts "position > checkpoint" skips an event whose transaction commits after a
-// younger one. [ReadAll] instead returns only events of transactions older than every
-// transaction still running, ordered by (transaction id, position), and a [Position]
-// holds both. Such a reader never moves past an event that can still appear. The cost:
-// a transaction that has written anything (it has a transaction id) holds every reader
-// back until it ends, and PostgreSQL's snapshot spans the whole server, so this holds for
-// a transaction in any database of that server. Read-only transactions do not count.
-// Keep writing transactions short; docs/benchmarks.md measures the effect.
-// Because appends to one aggregate are serialized before the transaction gets its id,
-// each aggregate's events arrive in version order.
+// younger one. esgen orders the stream by (transaction id, position), and a
+// [Position] holds both. Two readers follow it:
+//
+//   - [ReadFrom] reads gap-safely without waiting: in one statement and one snapshot
+//     it reads past transactions that are still running and returns a [Batch] whose
+//     Next method gives the following [Cursor]: a position plus the holes, the running
+//     transactions it passed, whose events are returned by a later read once they
+//     have ended. A transaction left open anywhere on the server delays only its own
+//     events. The projection runtime reads this way. It must run on the primary
+//     ([ErrStandby]).
+//   - [ReadAll] is commit-safe: it returns only events of transactions older than
+//     every transaction still running, so its positions are cursors without holes.
+//     The cost: a transaction that has written anything holds it back until it ends,
+//     on the whole server (PostgreSQL's snapshots span all databases).
+//
+// Because appends to one aggregate are serialized before the transaction gets its id
+// (and an append that would break that order fails with 40001), each aggregate's events
+// arrive in version order with either reader.
 //
 // # Notifications
 //

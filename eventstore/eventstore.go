@@ -205,7 +205,7 @@ func Append(ctx context.Context, db DBTX, aggregateType, aggregateID string, exp
 			actual, _ := strconv.ParseInt(pgErr.Detail, 10, 64)
 			return AppendResult{}, &ConcurrencyError{AggregateType: aggregateType, AggregateID: aggregateID, Expected: expected, Actual: actual}
 		}
-		return AppendResult{}, fmt.Errorf("eventstore: append %d event(s) to %s %q: %w", n, aggregateType, aggregateID, err)
+		return AppendResult{}, fmt.Errorf("eventstore: append %d event(s) to %s %q: %w", n, aggregateType, aggregateID, MissingTables(err))
 	}
 	if len(rows) != n {
 		return AppendResult{}, fmt.Errorf("eventstore: append to %s %q: %d events stored, %d sent", aggregateType, aggregateID, len(rows), n)
@@ -345,7 +345,7 @@ func AggregateVersion(ctx context.Context, db DBTX, aggregateType, aggregateID s
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("eventstore: version of %s %q: %w", aggregateType, aggregateID, err)
+		return 0, fmt.Errorf("eventstore: version of %s %q: %w", aggregateType, aggregateID, MissingTables(err))
 	}
 	return v, nil
 }

@@ -69,6 +69,10 @@ func TestBasic(t *testing.T) {
 		len(findLogs(log, "projector stopped")) != 1 {
 		t.Errorf("the projector's log does not show partition 0 of 1 starting, then stopping after 130 events:\n%s", log)
 	}
+	// The handlers log with the logger NewHandlers got from the process.
+	if opened := findLogs(log, "account opened", "projection", "balances", "partitions", "[0]"); len(opened) != 10 {
+		t.Errorf("the projector logs %d accounts opened through the handlers' logger, want 10:\n%s", len(opened), log)
+	}
 	// The README's go generate changed no file.
 	after := treeHashes(t, "basic")
 	for path, h := range before {

@@ -10,11 +10,13 @@
 //	<!-- test: wait CHECK -->       the example's test checks CHECK, polling until it holds
 //	<!-- test: stop NAME -->        Ctrl+C (or SIGTERM) for NAME, which must exit 0
 //	<!-- test: exits NAME CODE -->  NAME must end by itself with exit code CODE
+//	<!-- test: do NAME -->          what the reader does by hand here (edits a file,
+//	                                appends events): the test's action NAME, run once
 //	<!-- test: walkthrough NAME --> the steps after it, up to the next walkthrough
 //	                                directive, are the walk-through NAME
 //
-// Each example's test names its checks; a check the README never uses, or a check the
-// README names that does not exist, fails the test. Whatever runs in the background at
+// Each example's test names its checks (and actions); a check the README never uses,
+// or a check the README names that does not exist, fails the test. Whatever runs in the background at
 // the end gets Ctrl+C / SIGTERM and must exit 0.
 //
 // A README with walk-throughs (runWalkthroughs) begins with their setup: commands that
@@ -67,7 +69,33 @@ func parseReadme(path string) ([]step, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseSteps(path, strings.Split(string(data), "\n"), 0)
+}
+
+// parseReadmeSection returns the steps of the section "## heading" of a README: its
+// lines up to the next heading of the same level.
+func parseReadmeSection(path, heading string) ([]step, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
 	lines := strings.Split(string(data), "\n")
+	for i, l := range lines {
+		if l != "## "+heading {
+			continue
+		}
+		end := i + 1
+		for end < len(lines) && !strings.HasPrefix(lines[end], "## ") {
+			end++
+		}
+		return parseSteps(path, lines[i:end], i)
+	}
+	return nil, fmt.Errorf("%s has no section %q", path, heading)
+}
+
+// parseSteps returns the steps of lines, the README's lines from offset on.
+func parseSteps(path string, lines []string, offset int) ([]step, error) {
+	var err error
 	var (
 		steps   []step
 		pending *step // a skip or background directive waiting for its block
@@ -79,16 +107,16 @@ func parseReadme(path string) ([]step, error) {
 		if m := directiveRE.FindStringSubmatch(line); m != nil {
 			f := strings.Fields(m[1])
 			if len(f) == 0 {
-				return nil, fmt.Errorf("%s:%d: empty test directive", path, i+1)
+				return nil, fmt.Errorf("%s:%d: empty test directive", path, offset+i+1)
 			}
 			if pending != nil {
-				return nil, fmt.Errorf("%s:%d: directive %q before the ```sh block of the one on line %d", path, i+1, m[1], pending.line)
+				return nil, fmt.Errorf("%s:%d: directive %q before the ```sh block of the one on line %d", path, offset+i+1, m[1], pending.line)
 			}
-			s := step{kind: f[0], line: i + 1, walk: walk}
+			s := step{kind: f[0], line: offset + i + 1, walk: walk}
 			switch {
 			case f[0] == "walkthrough" && len(f) == 2:
 				if walks[f[1]] {
-					return nil, fmt.Errorf("%s:%d: walk-through %q named twice", path, i+1, f[1])
+					return nil, fmt.Errorf("%s:%d: walk-through %q named twice", path, offset+i+1, f[1])
 				}
 				walk, walks[f[1]] = f[1], true
 			case f[0] == "skip" && len(f) == 1:
@@ -96,17 +124,17 @@ func parseReadme(path string) ([]step, error) {
 			case f[0] == "background" && len(f) == 2:
 				s.name = f[1]
 				pending = &s
-			case (f[0] == "wait" || f[0] == "stop") && len(f) == 2:
+			case (f[0] == "wait" || f[0] == "stop" || f[0] == "do") && len(f) == 2:
 				s.name = f[1]
 				steps = append(steps, s)
 			case f[0] == "exits" && len(f) == 3:
 				s.name = f[1]
 				if s.exit, err = strconv.Atoi(f[2]); err != nil {
-					return nil, fmt.Errorf("%s:%d: exit code %q", path, i+1, f[2])
+					return nil, fmt.Errorf("%s:%d: exit code %q", path, offset+i+1, f[2])
 				}
 				steps = append(steps, s)
 			default:
-				return nil, fmt.Errorf("%s:%d: unknown test directive %q", path, i+1, m[1])
+				return nil, fmt.Errorf("%s:%d: unknown test directive %q", path, offset+i+1, m[1])
 			}
 			continue
 		}
@@ -120,15 +148,15 @@ func parseReadme(path string) ([]step, error) {
 			code = append(code, lines[i])
 		}
 		if i == len(lines) {
-			return nil, fmt.Errorf("%s:%d: code block never closed", path, start+1)
+			return nil, fmt.Errorf("%s:%d: code block never closed", path, offset+start+1)
 		}
 		if m[1] != "sh" {
 			if pending != nil {
-				return nil, fmt.Errorf("%s:%d: the directive on line %d needs a ```sh block, got ```%s", path, start+1, pending.line, m[1])
+				return nil, fmt.Errorf("%s:%d: the directive on line %d needs a ```sh block, got ```%s", path, offset+start+1, pending.line, m[1])
 			}
 			continue
 		}
-		s := step{kind: "run", line: start + 1, walk: walk}
+		s := step{kind: "run", line: offset + start + 1, walk: walk}
 		if pending != nil {
 			s = *pending
 			pending = nil
@@ -302,8 +330,9 @@ func readExample(t *testing.T, name string) (string, []step) {
 }
 
 // runSteps runs steps in dir against the database at url ("": a fresh one), with the
-// given checks, and returns the runner for final assertions.
-func runSteps(t *testing.T, dir string, steps []step, url string, checks map[string]check) *runner {
+// given checks and extra environment variables, and returns the runner for final
+// assertions.
+func runSteps(t *testing.T, dir string, steps []step, url string, checks map[string]check, env ...string) *runner {
 	t.Helper()
 	warmUp(t)
 	if url == "" {
@@ -316,7 +345,7 @@ func runSteps(t *testing.T, dir string, steps []step, url string, checks map[str
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	r := &runner{t: t, dir: dir, url: url, pool: pool, env: exampleEnv(t, url),
+	r := &runner{t: t, dir: dir, url: url, pool: pool, env: append(exampleEnv(t, url), env...),
 		bg: map[string]*bgProc{}, checks: checks, used: map[string]bool{}, ran: map[string]time.Time{}}
 	t.Cleanup(r.killAll)
 	r.run(steps)
@@ -359,7 +388,7 @@ func exampleEnv(t *testing.T, url string) []string {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
 		case "DATABASE_URL", "PARTITION_KEY", "TOTAL_PARTITIONS", "LOG_LEVEL", "LOG_FORMAT", "BATCH_SIZE",
-			"POLL_INTERVAL", "NO_NOTIFY", "MAX_RETRIES", "RESCALE", "PATH":
+			"POLL_INTERVAL", "NO_NOTIFY", "MAX_RETRIES", "RESCALE", "METRICS_ADDR", "HEALTH_THRESHOLD", "SHUTDOWN_TIMEOUT", "PROGRESS_INTERVAL", "PATH":
 			continue
 		}
 		env = append(env, kv)
@@ -399,6 +428,8 @@ func (r *runner) run(steps []step) {
 			r.start(s, code)
 		case "wait":
 			r.wait(s)
+		case "do":
+			r.do(s)
 		case "stop":
 			r.stop(s.line, s.name)
 		case "exits":
@@ -517,6 +548,22 @@ func (r *runner) wait(s step) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// do runs the action of a do step once.
+func (r *runner) do(s step) {
+	t := r.t
+	action, ok := r.checks[s.name]
+	if !ok {
+		t.Fatalf("README.md:%d: no action %q in the test", s.line, s.name)
+	}
+	r.used[s.name] = true
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := action(ctx, r); err != nil {
+		t.Fatalf("README.md:%d: %s: %v\n%s", s.line, s.name, err, r.bgLogs())
+	}
+	t.Logf("README.md:%d: did %s", s.line, s.name)
 }
 
 // fatalError makes a check fail at once instead of being retried.
@@ -802,7 +849,8 @@ func exampleFiles(t *testing.T, dir string) map[string][]byte {
 
 // checkReadmePart checks the steps of a README, or of one of its walk-throughs: some
 // commands, background commands that are stopped, and every migration, esgen's (a
-// new one appears with go generate) and the read model's, applied by its psql command.
+// new one appears with go generate) and the read model's, applied by esgen migrate or
+// by its psql command.
 func checkReadmePart(t *testing.T, part string, steps []step, migrations []string) {
 	t.Helper()
 	running := map[string]bool{}
@@ -828,13 +876,16 @@ func checkReadmePart(t *testing.T, part string, steps []step, migrations []strin
 	}
 	var psql string
 	for _, s := range steps {
+		if s.kind == "run" && strings.Contains(s.code, "esgen migrate") {
+			return // esgen's migrations and the example's own, in one command
+		}
 		if s.kind == "run" && strings.Contains(s.code, "psql") && strings.Contains(s.code, "ON_ERROR_STOP") {
 			psql += s.code
 		}
 	}
 	for _, f := range migrations {
 		if !strings.Contains(psql, "-f sql/migrations/"+filepath.Base(f)) {
-			t.Errorf("%s does not apply %s with psql", part, f)
+			t.Errorf("%s applies %s neither with esgen migrate nor with psql", part, f)
 		}
 	}
 }

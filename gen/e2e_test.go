@@ -8,7 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,9 +28,15 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 const e2eAccounts = 24
 
 // TestEndToEnd takes a new module from `esgen init` to a running partitioned
-// projection: generate, psql -f the migrations, fill in the handler stubs, go build,
-// go vet, append events with the typed helpers, run the generated projector as two
-// processes with two partitions, and check the read model.
+// projection, the way the README says: esgen and sqlc as tools of the module, go
+// generate (which runs esgen generate, and sqlc for the read-model queries), the
+// handlers filled in with a dependency built by NewHandlers and writes through sqlc
+// queries, go build, go vet, esgen migrate for esgen's tables and the module's,
+// events appended with the typed helpers, the generated projector as two processes
+// with two partitions, and the read model checked. Then the spec grows by a handled
+// event, a new aggregate and a new projection: after go generate the module builds,
+// esgen migrate creates the new projection's table, and the user's files are as they
+// were.
 func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: builds a module and runs PostgreSQL")
@@ -41,48 +47,53 @@ func TestEndToEnd(t *testing.T) {
 	root := checkoutRoot(t)
 	mod := t.TempDir()
 
-	// 1. esgen init and generate, as a user would.
+	// 1. esgen init, esgen and sqlc as tools, sqlc: true.
 	if _, err := gen.Init(gen.InitOptions{Dir: mod, Module: "example.com/bank"}); err != nil {
 		t.Fatalf("init: %v", err)
 	}
 	requireCheckout(t, root, mod)
-	if _, err := gen.Generate(gen.Options{Dir: mod}); err != nil {
-		t.Fatalf("generate: %v", err)
+	goEnv := moduleEnv()
+	run(t, mod, goEnv, "go", "get", "-tool", "github.com/esgen-dev/esgen/cmd/esgen")
+	run(t, mod, goEnv, "go", "get", "-tool", "github.com/sqlc-dev/sqlc/cmd/sqlc@v1.31.1")
+	specFile := filepath.Join(mod, "esgen.yaml")
+	writeFile(t, specFile, strings.Replace(readFile(t, specFile), "\n# sqlc: true", "\nsqlc: true", 1))
+	out := run(t, mod, goEnv, "go", "generate", "./...")
+	for _, want := range []string{"created   projections/balances/handlers.go", "created   sql/migrations/100_balances.sql",
+		"created   sql/queries/balances.sql", "created   sqlc.yaml", "sqlc      generated the read-model queries"} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("go generate does not report %q:\n%s", want, out)
+		}
 	}
 
-	// 2. The user's side: handler bodies, the read-model table, a program that appends.
-	fillHandlers(t, filepath.Join(mod, "projections", "balances", "handlers.go"))
+	// 2. The user's side: the read model's table and queries, handler bodies and the
+	// dependencies NewHandlers builds, a program that appends.
 	writeFile(t, filepath.Join(mod, "sql", "migrations", "100_balances.sql"), readFile(t, filepath.Join("testdata", "e2e_balances.sql")))
+	writeFile(t, filepath.Join(mod, "sql", "queries", "balances.sql"), readFile(t, filepath.Join("testdata", "e2e_queries.sql")))
+	fillHandlers(t, filepath.Join(mod, "projections", "balances", "handlers.go"))
 	writeFile(t, filepath.Join(mod, "cmd", "seed", "main.go"), readFile(t, filepath.Join("testdata", "e2e_seed.go")))
 
-	// 3. go generate runs the directive init wrote; with the spec unchanged it
-	// rewrites nothing.
-	goEnv := moduleEnv()
-	out := run(t, mod, goEnv, "go", "generate", "./...")
+	// 3. go generate with the spec unchanged rewrites nothing of esgen's, and sqlc
+	// turns the user's queries into code.
+	out = run(t, mod, goEnv, "go", "generate", "./...")
 	if strings.Contains(out, "created") || strings.Contains(out, "updated") || !strings.Contains(out, "unchanged generated/events/events.go") {
 		t.Errorf("go generate with an unchanged spec reported changes:\n%s", out)
+	}
+	if q := readFile(t, filepath.Join(mod, "generated", "readmodel", "balances.sql.go")); !strings.Contains(q, "func (q *Queries) ApplyToBalance(") {
+		t.Fatalf("sqlc did not generate the user's queries:\n%s", q)
 	}
 	bin := filepath.Join(mod, "bin")
 	run(t, mod, goEnv, "go", "build", "-o", bin+string(filepath.Separator), "./...")
 	run(t, mod, goEnv, "go", "vet", "./...")
 
-	// 4. The migrations, applied as they are with psql.
+	// 4. esgen migrate: esgen's migrations, then the module's.
 	dbURL := pgtest.NewEmptyDatabase(t)
-	psql, err := pgtest.Bin("psql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	migrations, err := filepath.Glob(filepath.Join(mod, "sql", "migrations", "*.sql"))
-	if err != nil || len(migrations) < 3 {
-		t.Fatalf("migrations: %v %v", migrations, err)
-	}
-	slices.Sort(migrations)
-	for _, m := range migrations {
-		run(t, mod, nil, psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbURL, "-f", m)
+	dbEnv := append(moduleEnv(), "DATABASE_URL="+dbURL)
+	out = run(t, mod, dbEnv, "go", "tool", "esgen", "migrate")
+	if !strings.Contains(out, "esgen migrate: applied 001_event_store.sql\n") || !strings.HasSuffix(out, "esgen migrate: applied 100_balances.sql\n") {
+		t.Fatalf("esgen migrate:\n%s", out)
 	}
 
 	// 5. Events through the typed append helpers.
-	dbEnv := []string{"DATABASE_URL=" + dbURL}
 	run(t, mod, dbEnv, filepath.Join(bin, "seed"), "-accounts", strconv.Itoa(e2eAccounts))
 
 	// 6. Two projector processes, one partition each.
@@ -93,7 +104,7 @@ func TestEndToEnd(t *testing.T) {
 	for key := range 2 {
 		var buf bytes.Buffer
 		cmd := exec.Command(filepath.Join(bin, "balances-projector"))
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "TOTAL_PARTITIONS=2", fmt.Sprintf("PARTITION_KEY=%d", key))
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "TOTAL_PARTITIONS=2", fmt.Sprintf("PARTITION_KEY=%d", key), "OWNER_PREFIX=vip ")
 		cmd.Stdout, cmd.Stderr = &buf, &buf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -169,7 +180,7 @@ func TestEndToEnd(t *testing.T) {
 	for i, r := range got {
 		id := fmt.Sprintf("acct-%02d", i)
 		wantBalance := int64(100+i) - int64(i/2) + 5
-		if r.id != id || r.owner != "owner of "+id || r.currency != "EUR" || r.balance != wantBalance || r.events != 4 {
+		if r.id != id || r.owner != "vip owner of "+id || r.currency != "EUR" || r.balance != wantBalance || r.events != 4 {
 			t.Errorf("read model row %+v, want %s with balance %d after 4 events", r, id, wantBalance)
 		}
 		perPartition[eventstore.PartitionOf(id, 2)] += 4
@@ -193,6 +204,64 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if len(counts) != 2 || counts[0] != [2]int64{0, perPartition[0]} || counts[1] != [2]int64{1, perPartition[1]} {
 		t.Errorf("checkpoints (partition, events handled) = %v, want [[0 %d] [1 %d]]", counts, perPartition[0], perPartition[1])
+	}
+	// NewHandlers got each process's pool, logger and partition.
+	for key, log := range logs {
+		if !regexp.MustCompile(fmt.Sprintf(`msg="balances handlers ready" projection=balances accounts=\d+ partitions=\[%d\]\n`, key)).MatchString(log.String()) {
+			t.Errorf("projector %d does not log from NewHandlers:\n%s", key, log)
+		}
+	}
+
+	// 8. The spec grows: a handled event, an aggregate, a projection.
+	userFiles := map[string]string{}
+	for _, f := range []string{"projections/balances/handlers.go", "projections/balances/readmodel.go", "sql/migrations/100_balances.sql",
+		"sql/queries/balances.sql", "cmd/seed/main.go", "generate.go", "sqlc.yaml"} {
+		userFiles[f] = readFile(t, filepath.Join(mod, f))
+	}
+	spec := readFile(t, specFile)
+	for old, grown := range map[string]string{
+		"      MoneyWithdrawn: {version: 2, fields: {amount: int64}}\n": "      MoneyWithdrawn: {version: 2, fields: {amount: int64}}\n      AccountClosed: {}\n" +
+			"  Customer:\n    events:\n      CustomerRegistered: {fields: {name: string}}\n",
+		"Account.MoneyWithdrawn]\n": "Account.MoneyWithdrawn, Account.AccountClosed]\n",
+		"\n# Optional: where":       "\n  customers:\n    handles: [Customer.CustomerRegistered]\n\n# Optional: where",
+	} {
+		if !strings.Contains(spec, old) {
+			t.Fatalf("the starter esgen.yaml has no %q:\n%s", old, spec)
+		}
+		spec = strings.Replace(spec, old, grown, 1)
+	}
+	writeFile(t, specFile, spec)
+	out = run(t, mod, goEnv, "go", "generate", "./...")
+	for _, want := range []string{"appended  projections/balances/handlers.go (OnAccountClosed)", "created   projections/customers/handlers.go",
+		"created   sql/migrations/101_customers.sql", "created   sql/queries/customers.sql", "created   cmd/customers-projector/main.go"} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("go generate after the spec grew does not report %q:\n%s", want, out)
+		}
+	}
+	for f, before := range userFiles {
+		after := readFile(t, filepath.Join(mod, f))
+		if f == "projections/balances/handlers.go" {
+			// The appended stub needs errors, which the filled-in file no longer
+			// imported: that import line is all that changed before the stub.
+			after = strings.Replace(after, "\t\"errors\"\n", "", 1)
+			if !strings.HasPrefix(after, before) || !strings.Contains(after[len(before):], "func (h *Handlers) OnAccountClosed(") {
+				t.Errorf("%s: the user's bytes changed, or no stub was appended:\n%s", f, readFile(t, filepath.Join(mod, f)))
+			}
+			continue
+		}
+		if after != before {
+			t.Errorf("%s changed:\n%s", f, after)
+		}
+	}
+	run(t, mod, goEnv, "go", "build", "-o", bin+string(filepath.Separator), "./...")
+	run(t, mod, goEnv, "go", "vet", "./...")
+	out = run(t, mod, dbEnv, "go", "tool", "esgen", "migrate")
+	if out != "esgen migrate: applied 101_customers.sql\n" {
+		t.Errorf("esgen migrate after the spec grew:\n%s", out)
+	}
+	var customers int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM customers`).Scan(&customers); err != nil || customers != 0 {
+		t.Errorf("the new projection's table: %d rows, %v", customers, err)
 	}
 }
 
@@ -246,9 +315,24 @@ func requireCheckout(t *testing.T, root, mod string) {
 	writeFile(t, filepath.Join(mod, "go.sum"), readFile(t, filepath.Join(root, "go.sum")))
 }
 
-// moduleEnv lets the go command complete go.mod and go.sum from the module cache.
+// moduleEnv lets the go command complete go.mod and go.sum from the module cache and
+// the module proxy. esgen itself is not published: the proxy's answer for it falls
+// through ("|off") to the replace that points at this checkout.
 func moduleEnv() []string {
-	return []string{"GOFLAGS=-mod=mod -buildvcs=false", "GOWORK=off", "GOTOOLCHAIN=local"}
+	return []string{"GOFLAGS=-mod=mod -buildvcs=false", "GOWORK=off", "GOTOOLCHAIN=local", "GOPROXY=" + proxyThenOff()}
+}
+
+// proxyThenOff is the configured module proxies (not direct, which would ask the
+// repository's host), then "off" after any error.
+func proxyThenOff() string {
+	out, _ := exec.Command("go", "env", "GOPROXY").Output()
+	var list []string
+	for _, p := range strings.FieldsFunc(strings.TrimSpace(string(out)), func(r rune) bool { return r == ',' || r == '|' }) {
+		if p != "direct" && p != "off" {
+			list = append(list, p)
+		}
+	}
+	return strings.Join(append(list, "off"), "|")
 }
 
 func run(t *testing.T, dir string, env []string, name string, args ...string) string {
@@ -282,16 +366,27 @@ func writeFile(t *testing.T, name, content string) {
 	}
 }
 
-// fillHandlers fills in the handler stubs the way a user edits the file: each stub's
-// "not implemented" return becomes a call into testdata/e2e_balances.go, copied next
-// to it as readmodel.go; the errors import goes when nothing uses it any more.
+// fillHandlers fills in the handler stubs the way a user edits the file: Handlers
+// embeds the readModel of testdata/e2e_balances.go (copied next to it as
+// readmodel.go), NewHandlers builds it from the process's dependencies, and each
+// stub's "not implemented" return becomes a call to it; the errors import goes when
+// nothing uses it any more.
 func fillHandlers(t *testing.T, file string) {
 	t.Helper()
 	src := readFile(t, file)
+	for old, filled := range map[string]string{
+		"type Handlers struct{}":  "type Handlers struct {\n\treadModel\n}",
+		"return &Handlers{}, nil": "rm, err := newReadModel(ctx, deps)\n\treturn &Handlers{rm}, err",
+	} {
+		if !strings.Contains(src, old) {
+			t.Fatalf("%s has no %q:\n%s", file, old, src)
+		}
+		src = strings.Replace(src, old, filled, 1)
+	}
 	for method, body := range map[string]string{
-		"OnAccountOpened":  `return open(ctx, tx, env, e.Owner, e.Currency)`,
-		"OnMoneyDeposited": `return apply(ctx, tx, env, e.Amount)`,
-		"OnMoneyWithdrawn": `return apply(ctx, tx, env, -e.Amount)`,
+		"OnAccountOpened":  `return h.open(ctx, tx, env, e.Owner, e.Currency)`,
+		"OnMoneyDeposited": `return h.apply(ctx, tx, env, e.Amount)`,
+		"OnMoneyWithdrawn": `return h.apply(ctx, tx, env, -e.Amount)`,
 	} {
 		stub := fmt.Sprintf(`return errors.New("balances: %s not implemented")`, method)
 		if !strings.Contains(src, stub) {

@@ -49,6 +49,9 @@ type FileResult struct {
 type Result struct {
 	Files    []FileResult
 	Warnings []string
+	// SqlcConfig is the module's sqlc.yaml (an absolute path) when the spec says
+	// sqlc: true: run sqlc for it next (RunSqlc).
+	SqlcConfig string
 }
 
 // kind says who owns a planned file.
@@ -63,6 +66,7 @@ type plannedFile struct {
 	path     string // relative, slash-separated
 	content  []byte
 	kind     kind
+	base     []byte // a user-owned file's bytes when planned (nil: it did not exist)
 	appended []string
 }
 
@@ -97,6 +101,9 @@ func Generate(opts Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Warnings: warnings}
+	if spec.Sqlc {
+		res.SqlcConfig = filepath.Join(dir, "sqlc.yaml")
+	}
 	for _, pf := range files {
 		fr, err := write(dir, pf)
 		if err != nil {
@@ -138,6 +145,7 @@ func plan(dir string, spec *Spec, modPath string) ([]plannedFile, []string, erro
 		events:      importPath(modPath, out.Events),
 		projections: importPath(modPath, out.Projections),
 		handlers:    importPath(modPath, out.Handlers),
+		cmd:         out.Cmd,
 	}
 	var files []plannedFile
 	var warnings []string
@@ -154,6 +162,10 @@ func plan(dir string, spec *Spec, modPath string) ([]plannedFile, []string, erro
 	}
 	files = append(files, plannedFile{path: path.Join(out.Events, "events.go"), content: src})
 
+	numbers, err := scanMigrations(dir, out.Migrations)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, pr := range spec.Projections {
 		src, err := render(pr.Name+" projection.go", projectionFile(pr, paths))
 		if err != nil {
@@ -161,32 +173,47 @@ func plan(dir string, spec *Spec, modPath string) ([]plannedFile, []string, erro
 		}
 		files = append(files, plannedFile{path: path.Join(out.Projections, pr.Name, "projection.go"), content: src})
 
-		src, err = render(pr.Name+" projector main.go", projectorMain(pr, paths))
+		relDir := path.Join(out.Handlers, pr.Name)
+		pkgDir := filepath.Join(dir, filepath.FromSlash(relDir))
+		fresh, err := newHandlerPackage(pkgDir)
+		if err != nil {
+			return nil, nil, fmt.Errorf("projection %s: %w", pr.Name, err)
+		}
+		var rm readModelFiles
+		if fresh {
+			// A new projection: its read model's migration (and queries) to start from.
+			var rmFiles []plannedFile
+			if rmFiles, rm, err = readModelPlan(dir, spec, pr, numbers); err != nil {
+				return nil, nil, fmt.Errorf("projection %s: %w", pr.Name, err)
+			}
+			files = append(files, rmFiles...)
+		}
+		sp, err := stubsPlan(pkgDir, pr, paths, relDir, rm)
+		if err != nil {
+			return nil, nil, fmt.Errorf("projection %s: %w", pr.Name, err)
+		}
+		warnings = append(warnings, sp.warnings...)
+		if sp.content != nil {
+			files = append(files, plannedFile{path: path.Join(relDir, stubsFileName), content: sp.content, kind: userOwned, base: sp.base, appended: sp.appended})
+		}
+
+		src, err = render(pr.Name+" projector main.go", projectorMain(pr, paths, sp.constructor))
 		if err != nil {
 			return nil, nil, err
 		}
 		files = append(files, plannedFile{path: path.Join(out.Cmd, pr.Name+"-projector", "main.go"), content: src})
-
-		relDir := path.Join(out.Handlers, pr.Name)
-		content, appended, warns, err := stubsPlan(filepath.Join(dir, filepath.FromSlash(relDir)), pr, paths, relDir)
-		if err != nil {
-			return nil, nil, fmt.Errorf("projection %s: %w", pr.Name, err)
-		}
-		warnings = append(warnings, warns...)
-		if content != nil {
-			files = append(files, plannedFile{path: path.Join(relDir, stubsFileName), content: content, kind: userOwned, appended: appended})
-		}
 	}
 
 	if spec.Sqlc {
-		content, err := renderTemplate("sqlc.yaml.tmpl", map[string]string{"Spec": specBase(spec), "Migrations": out.Migrations})
+		content, err := renderTemplate("sqlc.yaml.tmpl", map[string]string{"Spec": specBase(spec), "Migrations": out.Migrations, "Queries": queriesDir})
 		if err != nil {
 			return nil, nil, err
 		}
-		if existing, err := os.ReadFile(filepath.Join(dir, "sqlc.yaml")); err == nil {
+		existing, err := os.ReadFile(filepath.Join(dir, "sqlc.yaml"))
+		if err == nil {
 			content = existing // user-owned once written
 		}
-		files = append(files, plannedFile{path: "sqlc.yaml", content: content, kind: userOwned})
+		files = append(files, plannedFile{path: "sqlc.yaml", content: content, kind: userOwned, base: existing})
 	}
 
 	warnings = append(warnings, staleWarnings(dir, spec, migrations)...)

@@ -22,6 +22,40 @@ type InitOptions struct {
 	Module string
 }
 
+// EsgenTool is the command line that adds esgen to a module's tools, so that
+// `go tool esgen` and the go:generate line esgen init writes work.
+const EsgenTool = "go get -tool github.com/esgen-dev/esgen/cmd/esgen"
+
+// NextSteps is what esgen init prints after writing into dir: the commands that take
+// the module from the starter spec to a running projector, in the order that works.
+// The first is adding esgen to the module's tools, unless its go.mod has it.
+func NextSteps(dir string) string {
+	var b strings.Builder
+	b.WriteString("\nNext steps:\n")
+	if !hasEsgenTool(dir) {
+		b.WriteString("  " + EsgenTool + "   # once: esgen as a tool of the module\n")
+	}
+	b.WriteString(`  # edit esgen.yaml: your aggregates, their events, your projections
+  go generate ./...           # code, handler stubs, read-model migrations
+  # fill in projections/<name>/handlers.go and the tables in sql/migrations/1xx_<name>.sql
+  go tool esgen migrate       # esgen's tables and your read models' (DATABASE_URL)
+  go build ./cmd/<name>-projector
+`)
+	return b.String()
+}
+
+// hasEsgenTool reports whether the go.mod of the module dir is in lists esgen as a tool.
+func hasEsgenTool(dir string) bool {
+	for d := dir; ; d = filepath.Dir(d) {
+		if data, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil {
+			return strings.Contains(string(data), "github.com/esgen-dev/esgen/cmd/esgen")
+		}
+		if filepath.Dir(d) == d {
+			return false
+		}
+	}
+}
+
 // ErrSpecExists is returned by Init when the folder already has an esgen.yaml.
 var ErrSpecExists = errors.New("esgen.yaml already exists")
 
@@ -118,7 +152,7 @@ func existingPackage(dir string) (string, bool, error) {
 		if err != nil {
 			return "", false, fmt.Errorf("init: %w", err)
 		}
-		if strings.Contains(string(src), "esgen-dev/esgen/cmd/esgen generate") {
+		if strings.Contains(string(src), "esgen-dev/esgen/cmd/esgen generate") || strings.Contains(string(src), "go tool esgen generate") {
 			found = true
 		}
 		af, err := parser.ParseFile(token.NewFileSet(), name, src, parser.PackageClauseOnly)

@@ -13,6 +13,7 @@ type importPaths struct {
 	events      string // the events package
 	projections string // parent of the generated projection packages
 	handlers    string // parent of the user's handler packages
+	cmd         string // the folder of the projector mains, relative to the module
 }
 
 func handlerParams(eventsPath string, ev *Event) []jen.Code {
@@ -107,8 +108,10 @@ const projectorPkg = "github.com/esgen-dev/esgen/projector"
 
 // projectorMain emits cmd/<name>-projector/main.go. Flags and environment
 // (DATABASE_URL, PARTITION_KEY, TOTAL_PARTITIONS, --partition-key, --total-partitions)
-// are parsed by projector.Main, so every projector behaves the same.
-func projectorMain(pr *Projection, paths importPaths) *jen.File {
+// are parsed by the projector package, so every projector behaves the same. With
+// constructor (the handler package declares NewHandlers) the main builds the handlers
+// with it, handing it the process's dependencies; otherwise it runs &Handlers{}.
+func projectorMain(pr *Projection, paths importPaths, constructor bool) *jen.File {
 	genPath := paths.projections + "/" + pr.Name
 	userPath := paths.handlers + "/" + pr.Name
 	f := jen.NewFile("main")
@@ -118,13 +121,29 @@ func projectorMain(pr *Projection, paths importPaths) *jen.File {
 	if !pr.Partitioned {
 		partitioning = "// The projection is not partitioned: one worker reads the whole stream in order."
 	}
-	f.PackageComment(fmt.Sprintf("// Command %s-projector runs the %s projection with the handlers of\n// %s.\n// It connects to the database named by DATABASE_URL.\n%s", pr.Name, pr.Name, userPath, partitioning))
+	handlers := "the handlers of\n// " + userPath + "."
+	if constructor {
+		handlers = "the handlers that\n// " + userPath + "." + constructorName + " builds."
+	}
+	f.PackageComment(fmt.Sprintf("// Command %s-projector runs the %s projection with %s\n// It connects to the database named by DATABASE_URL.\n%s", pr.Name, pr.Name, handlers, partitioning))
 	f.ImportName(projectorPkg, "projector")
 	f.ImportAlias(genPath, pr.Name+"gen")
 	f.ImportName(userPath, pr.Name)
+	if !constructor {
+		f.Func().Id("main").Params().Block(
+			jen.Qual(projectorPkg, "Main").Call(
+				jen.Qual(genPath, "New").Call(jen.Op("&").Qual(userPath, "Handlers").Values()),
+			),
+		)
+		return f
+	}
 	f.Func().Id("main").Params().Block(
-		jen.Qual(projectorPkg, "Main").Call(
-			jen.Qual(genPath, "New").Call(jen.Op("&").Qual(userPath, "Handlers").Values()),
+		jen.Qual(projectorPkg, "MainWith").Call(
+			jen.Qual(genPath, "New"),
+			jen.Func().Params(jen.Id("ctx").Qual("context", "Context"), jen.Id("deps").Qual(projectorPkg, "Deps")).
+				Params(jen.Qual(genPath, "Handler"), jen.Error()).Block(
+				jen.Return(jen.Qual(userPath, constructorName).Call(jen.Id("ctx"), jen.Id("deps"))),
+			),
 		),
 	)
 	return f

@@ -10,6 +10,7 @@ import (
 	"go/token"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -21,16 +22,28 @@ import (
 // stubsFileName is the user-owned file generate writes once per projection.
 const stubsFileName = "handlers.go"
 
-// stubImports are the packages a stub method refers to, by import path, with the
-// name the initial file gives them.
-func stubImports(pr *Projection, paths importPaths) [][2]string {
-	return [][2]string{
+// stubImports are the packages the first version of a stub file refers to, by import
+// path, with the name it gives them.
+func stubImports(pr *Projection, paths importPaths) []importSpec {
+	return []importSpec{
+		{"context", "context"},
+		{"errors", "errors"},
+		{pgxPkg, "pgx"},
+		{eventstorePkg, "eventstore"},
+		{projectorPkg, "projector"},
+		{paths.events, "events"},
+		{paths.projections + "/" + pr.Name, pr.Name + "gen"},
+	}
+}
+
+// methodImports are the packages a handler stub method refers to.
+func methodImports(paths importPaths) []importSpec {
+	return []importSpec{
 		{"context", "context"},
 		{"errors", "errors"},
 		{pgxPkg, "pgx"},
 		{eventstorePkg, "eventstore"},
 		{paths.events, "events"},
-		{paths.projections + "/" + pr.Name, pr.Name + "gen"},
 	}
 }
 
@@ -48,10 +61,15 @@ func stubMethod(pr *Projection, ev *Event, recv string, names map[string]string,
 	)
 }
 
+// constructorName is the function of the user's handler package that the generated
+// main calls, when the package declares it, to build the handlers.
+const constructorName = "NewHandlers"
+
 // stubsFile is the first version of projections/<name>/handlers.go. It has no
 // generated header: the file belongs to the user from the start. With declare false
 // (the package already declares Handlers in another file) it holds only the stubs.
-func stubsFile(pr *Projection, evs []*Event, recv string, declare bool, paths importPaths) ([]byte, error) {
+// rm names the read model's files for the comments.
+func stubsFile(pr *Projection, evs []*Event, recv string, declare bool, paths importPaths, rm readModelFiles) ([]byte, error) {
 	genPkg := pr.Name + "gen"
 	var b bytes.Buffer
 	if declare {
@@ -63,21 +81,29 @@ func stubsFile(pr *Projection, evs []*Event, recv string, declare bool, paths im
 	}
 	fmt.Fprintf(&b, "package %s\n\nimport (\n", pr.Name)
 	names := map[string]string{}
-	for _, imp := range stubImports(pr, paths) {
-		names[imp[0]] = imp[1]
-		switch {
-		case imp[1] == genPkg && declare:
-			fmt.Fprintf(&b, "\t%s %q\n", imp[1], imp[0])
-		case imp[1] != genPkg:
-			fmt.Fprintf(&b, "\t%q\n", imp[0])
-		}
+	imports := stubImports(pr, paths)
+	if !declare {
+		imports = methodImports(paths)
+	}
+	for _, imp := range imports {
+		names[imp.path] = imp.name
+		fmt.Fprintf(&b, "\t%s\n", imp.line())
 	}
 	b.WriteString(")\n\n")
 	if declare {
-		fmt.Fprintf(&b, "// Handlers implements %s.Handler. Each method runs inside the batch's\n", genPkg)
-		b.WriteString("// transaction tx: write the read model through tx so it commits with the checkpoint.\n")
+		where := "the read model"
+		if rm.migration != "" {
+			where = fmt.Sprintf("the read model (its tables are in %s)", rm.migration)
+		}
+		text := fmt.Sprintf("Handlers implements %s.Handler. Each method runs inside the batch's transaction tx: write %s through tx so it commits with the checkpoint.", genPkg, where)
+		if rm.queries != "" {
+			text += fmt.Sprintf(" The typed queries sqlc generates from %s run on it, e.g.\n\n\treadmodel.New(tx).%s(ctx, readmodel.%sParams{AggregateID: env.AggregateID, Version: env.AggregateVersion})", rm.queries, rm.query, rm.query)
+		}
+		b.WriteString(wrapDoc(text) + "\n")
 		b.WriteString("type Handlers struct{}\n\n")
-		fmt.Fprintf(&b, "var _ %s.Handler = (*Handlers)(nil)\n", genPkg)
+		fmt.Fprintf(&b, "var _ %s.Handler = (*Handlers)(nil)\n\n", genPkg)
+		b.WriteString(doc(fmt.Sprintf("%s returns the handlers of a projector process: its generated main (%s) calls it once, before the first batch. Give Handlers the fields they need and fill them in here, from deps (the process's pool, logger and partitions) or your own configuration; an error stops the process.", constructorName, path.Join(paths.cmd, pr.Name+"-projector"))) + "\n")
+		fmt.Fprintf(&b, "func %s(ctx context.Context, deps projector.Deps) (*Handlers, error) {\n\treturn &Handlers{}, nil\n}\n", constructorName)
 	}
 	for _, ev := range evs {
 		fmt.Fprintf(&b, "\n%#v\n", stubMethod(pr, ev, recv, names, paths))
@@ -89,25 +115,51 @@ func stubsFile(pr *Projection, evs []*Event, recv string, declare bool, paths im
 	return out, nil
 }
 
+// wrapDoc is doc for a comment whose paragraphs may hold an indented code line
+// (starting with a tab), which is kept as it is.
+func wrapDoc(text string) string {
+	var out []string
+	for _, para := range strings.Split(text, "\n") {
+		if strings.HasPrefix(para, "\t") {
+			out = append(out, "//"+para)
+			continue
+		}
+		out = append(out, doc(para))
+	}
+	return strings.Join(out, "\n")
+}
+
+// stubPlan is what happens to a projection's handler package.
+type stubPlan struct {
+	content     []byte // the stub file's new content; nil: nothing to write
+	base        []byte // the file's bytes when planned; nil when it does not exist
+	appended    []string
+	warnings    []string
+	constructor bool // the package (as planned) declares NewHandlers
+}
+
 // stubsPlan decides what happens to projections/<name>/handlers.go: written in full
 // when the package does not exist yet; otherwise the existing bytes followed by stubs
 // for the handled events no method of Handlers in the package covers yet (nil content:
-// nothing to write). Methods On<Event> for events the projection no longer handles
-// are reported as warnings, never deleted.
-func stubsPlan(dir string, pr *Projection, paths importPaths, relDir string) (content []byte, appended []string, warnings []string, err error) {
+// nothing to write), with the imports those stubs need added to the file's import
+// block. Methods On<Event> for events the projection no longer handles are reported as
+// warnings, never deleted.
+func stubsPlan(dir string, pr *Projection, paths importPaths, relDir string, rm readModelFiles) (stubPlan, error) {
 	file := filepath.Join(dir, stubsFileName)
 	existing, err := os.ReadFile(file)
 	absent := errors.Is(err, fs.ErrNotExist)
 	if err != nil && !absent {
-		return nil, nil, nil, fmt.Errorf("read handler stubs: %w", err)
+		return stubPlan{}, fmt.Errorf("read handler stubs: %w", err)
 	}
-	methods, recv, declared, err := handlersMethods(dir)
+	pkg, err := handlersPackage(dir)
 	if err != nil {
-		return nil, nil, nil, err
+		return stubPlan{}, err
 	}
-	if absent && !declared {
-		content, err := stubsFile(pr, pr.Handles, recv, true, paths)
-		return content, nil, nil, err
+	plan := stubPlan{base: existing, constructor: pkg.constructor}
+	if absent && !pkg.declared {
+		plan.content, err = stubsFile(pr, pr.Handles, pkg.recv, true, paths, rm)
+		plan.constructor = true
+		return plan, err
 	}
 
 	handled := map[string]bool{}
@@ -115,80 +167,108 @@ func stubsPlan(dir string, pr *Projection, paths importPaths, relDir string) (co
 		handled["On"+ev.Name] = true
 	}
 	var unused []string
-	for name := range methods {
+	for name := range pkg.methods {
 		if strings.HasPrefix(name, "On") && len(name) > 2 && name[2] >= 'A' && name[2] <= 'Z' && !handled[name] {
 			unused = append(unused, name)
 		}
 	}
 	slices.Sort(unused)
 	for _, name := range unused {
-		warnings = append(warnings, fmt.Sprintf("%s: method Handlers.%s handles no event of projection %s any more; it is no longer called (delete it when you no longer need it)",
-			filepath.ToSlash(filepath.Join(relDir, methods[name])), name, pr.Name))
+		plan.warnings = append(plan.warnings, fmt.Sprintf("%s: method Handlers.%s handles no event of projection %s any more; it is no longer called (delete it when you no longer need it)",
+			filepath.ToSlash(filepath.Join(relDir, pkg.methods[name])), name, pr.Name))
 	}
 
 	var missing []*Event
 	for _, ev := range pr.Handles {
-		if _, ok := methods["On"+ev.Name]; !ok {
+		if _, ok := pkg.methods["On"+ev.Name]; !ok {
 			missing = append(missing, ev)
 		}
 	}
 	switch {
 	case len(missing) == 0 && absent:
-		return nil, nil, warnings, nil
+		return plan, nil
 	case len(missing) == 0:
-		return existing, nil, warnings, nil
+		plan.content = existing
+		return plan, nil
 	case absent:
 		// Handlers lives in other files of the package: a new file with just the stubs.
-		content, err := stubsFile(pr, missing, recv, false, paths)
+		plan.content, err = stubsFile(pr, missing, pkg.recv, false, paths, rm)
 		for _, ev := range missing {
-			appended = append(appended, "On"+ev.Name)
+			plan.appended = append(plan.appended, "On"+ev.Name)
 		}
-		return content, appended, warnings, err
+		return plan, err
 	}
 
 	names, err := importNames(file, existing)
 	if err != nil {
-		return nil, nil, nil, err
+		return stubPlan{}, err
 	}
-	for _, imp := range stubImports(pr, paths) {
-		if imp[0] == paths.projections+"/"+pr.Name {
-			continue // the stubs themselves do not refer to the generated package
+	used := map[string]bool{}
+	for _, n := range names {
+		used[n] = true
+	}
+	var add []importSpec
+	for _, imp := range methodImports(paths) {
+		if _, ok := names[imp.path]; ok {
+			continue
 		}
-		if _, ok := names[imp[0]]; !ok {
-			def := imp[1]
-			names[imp[0]] = def
-			warnings = append(warnings, fmt.Sprintf("%s: appended stubs use %s.; add the import %q", filepath.ToSlash(filepath.Join(relDir, stubsFileName)), def, imp[0]))
+		// A name another import of the file already has gets a number.
+		name := imp.name
+		for i := 2; used[name]; i++ {
+			name = fmt.Sprintf("%s%d", imp.name, i)
 		}
+		names[imp.path], used[name] = name, true
+		add = append(add, importSpec{imp.path, name})
 	}
 	var b bytes.Buffer
 	for _, ev := range missing {
-		fmt.Fprintf(&b, "\n%#v\n", stubMethod(pr, ev, recv, names, paths))
-		appended = append(appended, "On"+ev.Name)
+		fmt.Fprintf(&b, "\n%#v\n", stubMethod(pr, ev, pkg.recv, names, paths))
+		plan.appended = append(plan.appended, "On"+ev.Name)
 	}
 	snippet, err := format.Source(b.Bytes())
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("format appended %s stubs: %w", pr.Name, err)
+		return stubPlan{}, fmt.Errorf("format appended %s stubs: %w", pr.Name, err)
 	}
-	content = slices.Clone(existing)
+	content, err := insertImports(file, slices.Clone(existing), add)
+	if err != nil {
+		return stubPlan{}, fmt.Errorf("add imports to %s: %w", filepath.ToSlash(filepath.Join(relDir, stubsFileName)), err)
+	}
 	if len(content) > 0 && content[len(content)-1] != '\n' {
 		content = append(content, '\n')
 	}
 	content = append(content, '\n')
-	content = append(content, bytes.TrimLeft(snippet, "\n")...)
-	return content, appended, warnings, nil
+	plan.content = append(content, bytes.TrimLeft(snippet, "\n")...)
+	return plan, nil
 }
 
-// handlersMethods parses the package in dir (test files aside) and returns the
-// methods declared on Handlers, each with the file declaring it, the receiver name
-// they use ("h" when there is none) and whether the package declares type Handlers.
-func handlersMethods(dir string) (methods map[string]string, recv string, declared bool, err error) {
-	methods = map[string]string{}
+// newHandlerPackage reports whether the projection's handler package in dir is still
+// to be written: it has no handlers.go and no file declaring Handlers.
+func newHandlerPackage(dir string) (bool, error) {
+	if _, err := os.Stat(filepath.Join(dir, stubsFileName)); err == nil {
+		return false, nil
+	}
+	pkg, err := handlersPackage(dir)
+	return !pkg.declared, err
+}
+
+// handlerPackage is what the user's handler package declares.
+type handlerPackage struct {
+	methods     map[string]string // the methods of Handlers, each with its file
+	recv        string            // the receiver name they use ("h" when there is none)
+	declared    bool              // the package declares type Handlers
+	constructor bool              // the package declares func NewHandlers
+}
+
+// handlersPackage parses the package in dir (test files aside).
+func handlersPackage(dir string) (handlerPackage, error) {
+	pkg := handlerPackage{methods: map[string]string{}}
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return methods, "h", false, nil
+		pkg.recv = "h"
+		return pkg, nil
 	}
 	if err != nil {
-		return nil, "", false, fmt.Errorf("read handler package: %w", err)
+		return pkg, fmt.Errorf("read handler package: %w", err)
 	}
 	fset := token.NewFileSet()
 	for _, e := range entries {
@@ -198,16 +278,23 @@ func handlersMethods(dir string) (methods map[string]string, recv string, declar
 		}
 		af, err := parser.ParseFile(fset, filepath.Join(dir, name), nil, parser.SkipObjectResolution)
 		if err != nil {
-			return nil, "", false, fmt.Errorf("parse handlers: %w", err)
+			return pkg, fmt.Errorf("parse handlers: %w", err)
 		}
 		for _, d := range af.Decls {
 			if gd, ok := d.(*ast.GenDecl); ok && gd.Tok == token.TYPE {
 				for _, sp := range gd.Specs {
-					declared = declared || sp.(*ast.TypeSpec).Name.Name == "Handlers"
+					pkg.declared = pkg.declared || sp.(*ast.TypeSpec).Name.Name == "Handlers"
 				}
 			}
 			fd, ok := d.(*ast.FuncDecl)
-			if !ok || fd.Recv == nil || len(fd.Recv.List) != 1 {
+			if !ok {
+				continue
+			}
+			if fd.Recv == nil {
+				pkg.constructor = pkg.constructor || fd.Name.Name == constructorName
+				continue
+			}
+			if len(fd.Recv.List) != 1 {
 				continue
 			}
 			t := fd.Recv.List[0].Type
@@ -217,16 +304,16 @@ func handlersMethods(dir string) (methods map[string]string, recv string, declar
 			if id, ok := t.(*ast.Ident); !ok || id.Name != "Handlers" {
 				continue
 			}
-			methods[fd.Name.Name] = name
-			if recv == "" && len(fd.Recv.List[0].Names) == 1 && fd.Recv.List[0].Names[0].Name != "_" {
-				recv = fd.Recv.List[0].Names[0].Name
+			pkg.methods[fd.Name.Name] = name
+			if pkg.recv == "" && len(fd.Recv.List[0].Names) == 1 && fd.Recv.List[0].Names[0].Name != "_" {
+				pkg.recv = fd.Recv.List[0].Names[0].Name
 			}
 		}
 	}
-	if recv == "" {
-		recv = "h"
+	if pkg.recv == "" {
+		pkg.recv = "h"
 	}
-	return methods, recv, declared, nil
+	return pkg, nil
 }
 
 // importNames maps the import paths of a Go file to the names it uses for them.

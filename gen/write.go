@@ -11,8 +11,8 @@ import (
 )
 
 // write puts pf under dir when its bytes differ from the file there. A user-owned
-// file that exists is only ever extended (its planned content starts with its
-// current bytes).
+// file is written only if it still has the bytes it was planned from: it is only
+// ever extended (stubs appended, imports they need added).
 func write(dir string, pf plannedFile) (FileResult, error) {
 	res := FileResult{Path: pf.path}
 	target := filepath.Join(dir, filepath.FromSlash(pf.path))
@@ -20,6 +20,9 @@ func write(dir string, pf plannedFile) (FileResult, error) {
 	exists := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return res, fmt.Errorf("read %s: %w", pf.path, err)
+	}
+	if pf.kind == userOwned && (exists != (pf.base != nil) || !bytes.Equal(existing, pf.base)) {
+		return res, fmt.Errorf("%s: changed while esgen generate ran; run it again", pf.path)
 	}
 	switch {
 	case exists && bytes.Equal(existing, pf.content):
@@ -29,9 +32,6 @@ func write(dir string, pf plannedFile) (FileResult, error) {
 		}
 		return res, nil
 	case exists && pf.kind == userOwned:
-		if !bytes.HasPrefix(pf.content, existing) {
-			return res, fmt.Errorf("%s: refusing to rewrite a user-owned file", pf.path)
-		}
 		res.Action = Appended
 		res.Detail = strings.Join(pf.appended, ", ")
 	case exists:

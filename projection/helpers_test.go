@@ -56,6 +56,28 @@ func newPool(t testing.TB, url string) *pgxpool.Pool {
 	return pool
 }
 
+// privateReadModelDB starts a private server for one test (it skips the test where
+// there are no server binaries) and returns it with a migrated database that has the
+// test worker's read model. Tests that restart the server or hold transactions open
+// for long use one, so that they disturb no other test.
+func privateReadModelDB(t *testing.T, why string) (*pgtest.Server, string, *pgxpool.Pool) {
+	t.Helper()
+	if _, err := pgtest.BinDir(); err != nil {
+		t.Skipf("needs PostgreSQL server binaries for a private server (%s): %v", why, err)
+	}
+	srv, err := pgtest.StartPrivate(context.Background(), pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	url := pgtest.NewDatabaseOn(t, srv)
+	pool := newPool(t, url)
+	if _, err := pool.Exec(context.Background(), readModelSchema); err != nil {
+		t.Fatal(err)
+	}
+	return srv, url, pool
+}
+
 // newReadModelDB returns a migrated database with the test worker's read model.
 func newReadModelDB(t testing.TB) (string, *pgxpool.Pool) {
 	t.Helper()

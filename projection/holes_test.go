@@ -20,20 +20,8 @@ import (
 // every reader on the server waited for it to end.
 func TestLongTransactionElsewhereDoesNotStall(t *testing.T) {
 	t.Parallel()
-	if _, err := pgtest.BinDir(); err != nil {
-		t.Skip("needs PostgreSQL server binaries for a private server (this test holds a transaction open):", err)
-	}
 	ctx := context.Background()
-	srv, err := pgtest.StartPrivate(ctx, pgtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop() })
-	url := pgtest.NewDatabaseOn(t, srv)
-	pool := newPool(t, url)
-	if _, err := pool.Exec(ctx, readModelSchema); err != nil {
-		t.Fatal(err)
-	}
+	srv, _, pool := privateReadModelDB(t, "it holds a transaction open")
 	otherURL, err := srv.CreateDatabase(ctx, "other_app")
 	if err != nil {
 		t.Fatal(err)
@@ -168,20 +156,8 @@ func TestCheckpointsFromBeforeHolesKeepWorking(t *testing.T) {
 // past them would skip their events. A gap-safe read there fails the same way.
 func TestStandbyIsRefused(t *testing.T) {
 	t.Parallel()
-	if _, err := pgtest.BinDir(); err != nil {
-		t.Skip("needs PostgreSQL server binaries for a private primary and standby:", err)
-	}
 	ctx := context.Background()
-	primary, err := pgtest.StartPrivate(ctx, pgtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = primary.Stop() })
-	url := pgtest.NewDatabaseOn(t, primary)
-	pool := newPool(t, url)
-	if _, err := pool.Exec(ctx, readModelSchema); err != nil {
-		t.Fatal(err)
-	}
+	primary, url, pool := privateReadModelDB(t, "a primary and its standby")
 	appendN(t, pool, "a", 3, 1)
 	standby, err := primary.StartStandby(ctx)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/esgen-dev/esgen/internal/pgtest"
 	"github.com/esgen-dev/esgen/projection"
 )
 
@@ -107,20 +106,8 @@ func TestProcessesExactlyOnce(t *testing.T) {
 // writers append: the workers retry by themselves and finish, exactly once.
 func TestServerRestartMidRun(t *testing.T) {
 	t.Parallel()
-	if _, err := pgtest.BinDir(); err != nil {
-		t.Skip("needs PostgreSQL server binaries for a private, restartable server:", err)
-	}
 	ctx := context.Background()
-	srv, err := pgtest.StartPrivate(ctx, pgtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop() })
-	url := pgtest.NewDatabaseOn(t, srv)
-	pool := newPool(t, url)
-	if _, err := pool.Exec(ctx, readModelSchema); err != nil {
-		t.Fatal(err)
-	}
+	srv, url, pool := privateReadModelDB(t, "it restarts the server")
 	events := 6000
 	if testing.Short() {
 		events = 2000

@@ -2,6 +2,7 @@ package projector_test
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/jackc/pgx/v5"
 
@@ -23,5 +24,26 @@ func ExampleMain() {
 				ON CONFLICT (account) DO UPDATE SET events = balances.events + 1`, ev.AggregateID)
 			return err
 		}),
+	})
+}
+
+// counts is a handler with a dependency: the logger of its process.
+type counts struct{ log *slog.Logger }
+
+func (c *counts) Handle(ctx context.Context, tx pgx.Tx, ev *eventstore.Event) error {
+	c.log.Debug("counted", "aggregate", ev.AggregateID)
+	_, err := tx.Exec(ctx, `INSERT INTO counts (aggregate_id, n) VALUES ($1, 1)
+		ON CONFLICT (aggregate_id) DO UPDATE SET n = counts.n + 1`, ev.AggregateID)
+	return err
+}
+
+// A projector binary whose handler is built with the process's dependencies, as the
+// generated mains do with the handler package's NewHandlers.
+func ExampleMainWith() {
+	newProjection := func(h *counts) projection.Projection {
+		return projection.Projection{Name: "counts", Partitioned: true, Handler: h}
+	}
+	projector.MainWith(newProjection, func(ctx context.Context, deps projector.Deps) (*counts, error) {
+		return &counts{log: deps.Logger.With("partitions", deps.Partitions)}, nil
 	})
 }

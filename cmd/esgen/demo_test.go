@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esgen-dev/esgen/internal/demo"
 	"github.com/esgen-dev/esgen/internal/pgtest"
 )
 
@@ -59,7 +61,7 @@ func assertNothingLeft(t *testing.T, output string) {
 func checkDemoOutput(t *testing.T, out string) {
 	t.Helper()
 	for _, want := range []string{
-		"partition started", "[worker 0]", "[worker 3]", "progress:", "writers done",
+		"partition started", "[worker 0]", "[worker 3]", "demo handlers ready", "progress:", "writers done",
 		"partition 3:", "verification", "workers: 4 of 4 stopped cleanly on SIGTERM",
 	} {
 		if !strings.Contains(out, want) {
@@ -96,7 +98,20 @@ func TestDemoRunsAsNormalUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("already running as a normal user: TestDemoRunsAndLeavesNothingBehind covers it")
 	}
-	cmd := demoCommand(t, "--accounts=100", "--events=1500")
+	// The projector is built as this user: nobody has no Go caches to build it with.
+	dir, err := os.MkdirTemp("", "esgen-demo-projector-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	projector, err := demo.BuildProjector(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := demoCommand(t, "--accounts=100", "--events=1500", "--projector="+projector)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	cmd.Dir = os.TempDir()
 	cmd.Env = append(cmd.Env, "HOME="+os.TempDir())

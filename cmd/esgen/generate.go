@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -12,19 +11,16 @@ import (
 
 // runGenerate implements `esgen generate [-f esgen.yaml] [-C dir]`.
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: esgen generate [-f esgen.yaml] [-C dir]")
-		fmt.Fprintln(stderr, "\nGenerates migrations, typed events, projection handlers, projector mains and")
-		fmt.Fprintln(stderr, "handler stubs from the spec. Output folders are relative to -C (default: the")
-		fmt.Fprintln(stderr, "spec's folder). Nothing is written when the spec has mistakes.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlags("generate", `usage: esgen generate [-f esgen.yaml] [-C dir]
+
+Generates migrations, typed events, projection handlers, projector mains and
+handler stubs from the spec. Output folders are relative to -C (default: the
+spec's folder). Nothing is written when the spec has mistakes. With sqlc: true in the
+spec it then runs `+"`go tool sqlc generate`"+` for the module's read-model queries.`, stdout)
 	specFile := fs.String("f", "esgen.yaml", "the spec file (relative to -C)")
 	dir := fs.String("C", "", "the folder to generate into (default: the spec's folder)")
-	if err := fs.Parse(args); err != nil {
+	noSqlc := fs.Bool("no-sqlc", false, "with sqlc: true in the spec, do not run go tool sqlc generate afterwards")
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -57,5 +53,12 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			fmt.Fprintf(stderr, "warning: %s\n", w)
 		}
 	}
-	return err
+	if err != nil || res.SqlcConfig == "" || *noSqlc {
+		return err
+	}
+	if err := gen.RunSqlc(ctx, res.SqlcConfig, stdout, stderr); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "sqlc      generated the read-model queries")
+	return nil
 }

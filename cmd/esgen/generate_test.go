@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -143,5 +144,32 @@ func writeFile(t *testing.T, name, content string) {
 	}
 	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// With sqlc: true, generate runs sqlc after writing its files; a module without sqlc
+// as a tool is told how to add it, and --no-sqlc skips the run.
+func TestGenerateRunsSqlc(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("no go command")
+	}
+	dir := t.TempDir()
+	if _, _, err := runCmd(t, initCmd, "-C", dir, "-module", "example.com/bank"); err != nil {
+		t.Fatalf("init: %v", err)
+	}
+	spec := readFile(t, filepath.Join(dir, "esgen.yaml"))
+	writeFile(t, filepath.Join(dir, "esgen.yaml"), strings.Replace(spec, "# sqlc: true", "sqlc: true", 1))
+	_, _, err := runCmd(t, generateCmd, "-C", dir)
+	if err == nil || !strings.Contains(err.Error(), "sqlc: true needs sqlc as a tool of this module; add it with: go get -tool github.com/sqlc-dev/sqlc/cmd/sqlc@v1.31.1") {
+		t.Fatalf("generate without sqlc as a tool: %v", err)
+	}
+	for _, f := range []string{"sqlc.yaml", "sql/queries/balances.sql", "sql/migrations/100_balances.sql"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("%s was not written before sqlc ran: %v", f, err)
+		}
+	}
+	stdout, _, err := runCmd(t, generateCmd, "-C", dir, "--no-sqlc")
+	if err != nil || strings.Contains(stdout, "sqlc ") {
+		t.Fatalf("generate --no-sqlc: %v\n%s", err, stdout)
 	}
 }

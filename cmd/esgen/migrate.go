@@ -2,23 +2,21 @@ package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/esgen-dev/esgen/gen"
 	"github.com/esgen-dev/esgen/migrate"
 )
 
 func init() {
-	register("migrate", "apply esgen's migrations to DATABASE_URL", runMigrate)
-}
-
-// databaseFlag adds --database, defaulting to DATABASE_URL.
-func databaseFlag(fs *flag.FlagSet) *string {
-	return fs.String("database", os.Getenv("DATABASE_URL"), "PostgreSQL connection URL (default: $DATABASE_URL)")
+	register("migrate", "apply esgen's migrations and the module's to DATABASE_URL", runMigrate)
 }
 
 func needDatabase(url string) error {
@@ -28,8 +26,10 @@ func needDatabase(url string) error {
 	return nil
 }
 
-// connect opens the command's connection, or says how to name a database.
+// connect opens the command's connection to the --database value (or DATABASE_URL),
+// or says how to name a database.
 func connect(ctx context.Context, url string) (*pgx.Conn, error) {
+	url = databaseURL(url)
 	if err := needDatabase(url); err != nil {
 		return nil, err
 	}
@@ -41,15 +41,27 @@ func connect(ctx context.Context, url string) (*pgx.Conn, error) {
 }
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("migrate", `usage: esgen migrate [--dry-run] [--database=URL] [-C dir] [-f esgen.yaml]
+
+Applies esgen's migrations, then the module's own (the files numbered 100 and up
+in the migrations folder of esgen.yaml, e.g. sql/migrations/100_balances.sql), in
+order, each recorded in esgen_schema_migrations, all in one transaction.`, stdout)
 	db := databaseFlag(fs)
 	dryRun := fs.Bool("dry-run", false, "print the SQL of the pending migrations (all of them without a database) and apply nothing")
-	if err := fs.Parse(args); err != nil {
+	dir := fs.String("C", ".", "the module folder holding esgen.yaml")
+	specFile := fs.String("f", "esgen.yaml", "the spec, whose output.migrations folder holds the module's migrations (relative to -C)")
+	if err := fs.parse(args); err != nil {
 		return err
 	}
-	all := migrate.All()
-	if *dryRun && *db == "" {
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	module, err := moduleMigrations(*dir, *specFile, stderr)
+	if err != nil {
+		return err
+	}
+	all := append(migrate.All(), module...)
+	if *dryRun && databaseURL(*db) == "" {
 		for _, m := range all {
 			fmt.Fprintf(stdout, "-- %s\n%s\n", m.Name, m.SQL)
 		}
@@ -83,4 +95,21 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stdout, "esgen migrate: applied %s\n", m.Name)
 	}
 	return nil
+}
+
+// moduleMigrations reads the module's own migrations from the migrations folder its
+// spec names. Without a spec there are none, and a note says so.
+func moduleMigrations(dir, specFile string, stderr io.Writer) ([]migrate.Migration, error) {
+	if !filepath.IsAbs(specFile) {
+		specFile = filepath.Join(dir, specFile)
+	}
+	spec, err := gen.Load(specFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(stderr, "esgen migrate: no %s: applying esgen's migrations only\n", specFile)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return migrate.LoadModule(os.DirFS(filepath.Dir(specFile)), spec.Output.Migrations)
 }

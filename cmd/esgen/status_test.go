@@ -118,3 +118,22 @@ func TestStatusCommand(t *testing.T) {
 		t.Errorf("no database: exit %d, %s", code, stderr.String())
 	}
 }
+
+// status and reset on a database esgen's migrations were never applied to say so,
+// instead of PostgreSQL's "relation … does not exist".
+func TestCommandsWithoutTablesSayRunMigrate(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewEmptyDatabase(t)
+	want := "esgen's tables are missing: run esgen migrate (or apply sql/migrations with psql)\n"
+	for _, args := range [][]string{
+		{"status", "--database", url},
+		{"status", "--database", url, "balances"},
+		{"reset", "--database", url, "--yes", "balances"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), args, &stdout, &stderr)
+		if code != 1 || stderr.String() != "esgen "+args[0]+": "+want {
+			t.Errorf("%v: exit %d, stderr %q", args, code, stderr.String())
+		}
+	}
+}

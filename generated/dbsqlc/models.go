@@ -57,3 +57,15 @@ type EsgenProjection struct {
 	ChangedAt      pgtype.Timestamptz
 	CreatedAt      pgtype.Timestamptz
 }
+
+type EsgenSkippedEvent struct {
+	Projection      string
+	EventID         pgtype.UUID
+	Reason          string
+	SkippedBy       string
+	DatabaseUser    string
+	SkippedAt       pgtype.Timestamptz
+	PassedAt        pgtype.Timestamptz
+	PassedPartition pgtype.Int4
+	PassedCount     pgtype.Int4
+}

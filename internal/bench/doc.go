@@ -33,4 +33,8 @@
 //
 // Tests never assert timings; they check that each scenario runs and reports sane
 // counts.
+//
+// It measures the runtime from outside, through its public API and its own statements
+// (internal/readsql): it must not reach into the runtime's internals or keep copies of
+// its SQL.
 package bench

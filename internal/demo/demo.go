@@ -1,10 +1,13 @@
 // Package demo runs esgen end to end: a throw-away PostgreSQL (or DATABASE_URL), the
-// migrations, concurrent writers appending typed events, and the generated balances
-// projection run as separate worker processes, one per partition, followed by a check
-// that every event was handled exactly once by the partition FNV-1a names.
+// migrations (esgen's and the demo's read model, sql/migrations/100_demo_balances.sql),
+// concurrent writers appending typed events, and the generated balances projection run
+// as separate worker processes, one per partition, followed by a check that every event
+// was handled exactly once by the partition FNV-1a names.
 //
-// The worker processes are the running binary itself, started again with
-// PARTITION_KEY=k and ESGEN_DEMO_WORKER=1: the same binary N times, as in production.
+// The worker processes are the demo's generated projector, cmd/balances-projector,
+// built with go build from esgen's source and started with PARTITION_KEY=k: the same
+// binary N times, as in production. Its main hands the process's partition to the
+// handlers through their constructor, NewHandlers.
 package demo
 
 //go:generate go run github.com/esgen-dev/esgen/cmd/esgen generate -f esgen.yaml
@@ -12,13 +15,15 @@ package demo
 import (
 	"bufio"
 	"context"
-	_ "embed"
+	"embed"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,11 +38,10 @@ import (
 	"github.com/esgen-dev/esgen/migrate"
 )
 
-//go:embed schema.sql
-var readModelSchema string
-
-// WorkerEnv marks a process started by the demo as a worker.
-const WorkerEnv = "ESGEN_DEMO_WORKER"
+// migrations holds the demo's migrations folder: esgen's copies and the read model's.
+//
+//go:embed sql/migrations/*.sql
+var migrations embed.FS
 
 // Schema is the PostgreSQL schema the demo works in, so that it never touches the
 // tables of a database given by DATABASE_URL.
@@ -51,9 +55,11 @@ type Options struct {
 	Events      int    // events in all, at least one per account (default 3000)
 	Writers     int    // concurrent writers (default 8)
 	Timeout     time.Duration
-	Executable  string // the worker binary (default: this executable)
-	Stdout      io.Writer
-	Stderr      io.Writer
+	// Projector is the worker binary, the demo's generated projector (default: built
+	// from internal/demo/cmd/balances-projector with go build, in a temporary folder).
+	Projector string
+	Stdout    io.Writer
+	Stderr    io.Writer
 	// ShowEvents is how many handled events each worker prints (default 3).
 	ShowEvents int
 }
@@ -147,10 +153,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	defer pool.Close()
 
-	exe := opts.Executable
+	exe := opts.Projector
 	if exe == "" {
-		if exe, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("demo: find own executable: %w", err)
+		fmt.Fprintln(out, "esgen demo: building the projector, internal/demo/cmd/balances-projector")
+		dir, err := os.MkdirTemp("", "esgen-demo-")
+		if err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		if exe, err = BuildProjector(ctx, dir); err != nil {
+			return nil, err
 		}
 	}
 	workers, err := startWorkers(exe, dbURL, opts)
@@ -205,7 +217,29 @@ func withSearchPath(raw, schema string) (string, error) {
 	return u.String(), nil
 }
 
-// prepare recreates the demo schema and applies esgen's migrations and the read model.
+// BuildProjector builds the demo's generated projector, cmd/balances-projector, from
+// esgen's source into dir and returns the binary's path. The source is where this
+// package was compiled from: a checkout of esgen, or the module cache.
+func BuildProjector(ctx context.Context, dir string) (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok || !filepath.IsAbs(file) {
+		return "", errors.New("demo: esgen's source is unknown (built with -trimpath?): run the demo from a checkout with go run ./cmd/esgen demo")
+	}
+	root := filepath.Dir(filepath.Dir(filepath.Dir(file))) // of internal/demo/demo.go
+	if _, err := os.Stat(filepath.Join(root, "internal", "demo", "cmd", "balances-projector", "main.go")); err != nil {
+		return "", fmt.Errorf("demo: the projector's source is not at %s: run the demo from a checkout with go run ./cmd/esgen demo (%v)", root, err)
+	}
+	exe := filepath.Join(dir, "balances-projector")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", exe, "./internal/demo/cmd/balances-projector")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("demo: go build ./internal/demo/cmd/balances-projector in %s: %v\n%s", root, err, out)
+	}
+	return exe, nil
+}
+
+// prepare recreates the demo schema and applies esgen's migrations and the demo's own,
+// the read model.
 func prepare(ctx context.Context, adminURL, dbURL string) error {
 	admin, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
@@ -220,13 +254,12 @@ func prepare(ctx context.Context, adminURL, dbURL string) error {
 		return fmt.Errorf("demo: connect: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := migrate.Up(ctx, conn, migrate.All()); err != nil {
+	own, err := migrate.LoadModule(migrations, "sql/migrations")
+	if err != nil {
 		return err
 	}
-	if _, err := conn.Exec(ctx, readModelSchema); err != nil {
-		return fmt.Errorf("demo: read model: %w", err)
-	}
-	return nil
+	_, err = migrate.Up(ctx, conn, append(migrate.All(), own...))
+	return err
 }
 
 type workerSet struct {
@@ -240,7 +273,6 @@ func startWorkers(exe, dbURL string, opts Options) (*workerSet, error) {
 	for k := range opts.Partitions {
 		cmd := exec.Command(exe)
 		cmd.Env = append(os.Environ(),
-			WorkerEnv+"=1",
 			"DATABASE_URL="+dbURL,
 			"PARTITION_KEY="+strconv.Itoa(k),
 			"TOTAL_PARTITIONS="+strconv.Itoa(opts.Partitions),

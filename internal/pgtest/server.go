@@ -16,6 +16,9 @@
 // server share its snapshot horizon: [WaitFor] polls what a commit-safe read returns,
 // and a test that holds transactions open for long gets a server of its own
 // ([StartPrivate]).
+//
+// It knows how to run and reach a server, nothing of esgen beyond applying its
+// migrations: it must not know events, projections or their tables.
 package pgtest
 
 import (

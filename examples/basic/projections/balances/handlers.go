@@ -7,26 +7,44 @@ package balances
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/esgen-dev/esgen/eventstore"
 	"github.com/esgen-dev/esgen/examples/basic/generated/events"
 	balancesgen "github.com/esgen-dev/esgen/examples/basic/generated/projections/balances"
+	"github.com/esgen-dev/esgen/examples/basic/generated/readmodel"
+	"github.com/esgen-dev/esgen/projector"
 	"github.com/jackc/pgx/v5"
 )
 
 // Handlers implements balancesgen.Handler. Each method runs inside the batch's
-// transaction tx: write the read model through tx so it commits with the checkpoint.
-type Handlers struct{}
+// transaction tx and writes the read model through it, with the typed queries sqlc
+// generates from sql/queries/balances.sql, so each change commits together with the
+// projection's checkpoint.
+type Handlers struct {
+	log *slog.Logger
+}
 
 var _ balancesgen.Handler = (*Handlers)(nil)
 
+// NewHandlers returns the handlers of a projector process; cmd/balances-projector
+// calls it once, before the first batch, with the process's dependencies. These
+// handlers keep its logger.
+func NewHandlers(ctx context.Context, deps projector.Deps) (*Handlers, error) {
+	return &Handlers{log: deps.Logger.With("partitions", deps.Partitions)}, nil
+}
+
 // OnAccountOpened handles AccountOpened events.
 func (h *Handlers) OnAccountOpened(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.AccountOpened) error {
-	_, err := tx.Exec(ctx, `INSERT INTO balances (account_id, owner, balance, version) VALUES ($1, $2, 0, $3)`,
-		env.AggregateID, e.Owner, env.AggregateVersion)
+	err := readmodel.New(tx).OpenAccount(ctx, readmodel.OpenAccountParams{
+		AccountID: env.AggregateID,
+		Owner:     e.Owner,
+		Version:   env.AggregateVersion,
+	})
 	if err != nil {
 		return fmt.Errorf("open account %s: %w", env.AggregateID, err)
 	}
+	h.log.Info("account opened", "account", env.AggregateID, "owner", e.Owner)
 	return nil
 }
 
@@ -43,12 +61,15 @@ func (h *Handlers) OnMoneyWithdrawn(ctx context.Context, tx pgx.Tx, env *eventst
 // apply adds delta to the account's balance. The version condition turns an event
 // applied twice, or out of order, into an error instead of a wrong balance.
 func apply(ctx context.Context, tx pgx.Tx, env *eventstore.Event, delta int64) error {
-	tag, err := tx.Exec(ctx, `UPDATE balances SET balance = balance + $2, version = $3
-		WHERE account_id = $1 AND version = $3 - 1`, env.AggregateID, delta, env.AggregateVersion)
+	n, err := readmodel.New(tx).ApplyToBalance(ctx, readmodel.ApplyToBalanceParams{
+		Delta:     delta,
+		Version:   env.AggregateVersion,
+		AccountID: env.AggregateID,
+	})
 	if err != nil {
 		return fmt.Errorf("update account %s: %w", env.AggregateID, err)
 	}
-	if tag.RowsAffected() != 1 {
+	if n != 1 {
 		return fmt.Errorf("account %s: event version %d is not the next one", env.AggregateID, env.AggregateVersion)
 	}
 	return nil

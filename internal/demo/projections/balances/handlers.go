@@ -11,6 +11,7 @@ import (
 	"github.com/esgen-dev/esgen/eventstore"
 	"github.com/esgen-dev/esgen/internal/demo/generated/events"
 	balancesgen "github.com/esgen-dev/esgen/internal/demo/generated/projections/balances"
+	"github.com/esgen-dev/esgen/projector"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -20,6 +21,16 @@ type Handlers struct {
 	// PartitionKey is the partition of the worker process, recorded with every handled
 	// event so that the demo can check the routing.
 	PartitionKey int
+}
+
+// NewHandlers builds the handlers of a projector process from what it runs: the demo
+// starts one process per partition, and its handlers record that partition.
+func NewHandlers(ctx context.Context, deps projector.Deps) (*Handlers, error) {
+	if len(deps.Partitions) != 1 {
+		return nil, fmt.Errorf("the demo's handlers record the partition of their process: run one partition per process, not %v", deps.Partitions)
+	}
+	deps.Logger.Info("demo handlers ready", "partition", deps.Partitions[0])
+	return &Handlers{PartitionKey: deps.Partitions[0]}, nil
 }
 
 // record notes the event as handled by this partition; a second handling of the same

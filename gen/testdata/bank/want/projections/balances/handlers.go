@@ -11,14 +11,25 @@ import (
 	"example.com/app/generated/events"
 	balancesgen "example.com/app/generated/projections/balances"
 	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/projector"
 	"github.com/jackc/pgx/v5"
 )
 
 // Handlers implements balancesgen.Handler. Each method runs inside the batch's
-// transaction tx: write the read model through tx so it commits with the checkpoint.
+// transaction tx: write the read model (its tables are in
+// sql/migrations/100_balances.sql) through tx so it commits with the
+// checkpoint.
 type Handlers struct{}
 
 var _ balancesgen.Handler = (*Handlers)(nil)
+
+// NewHandlers returns the handlers of a projector process: its generated main
+// (cmd/balances-projector) calls it once, before the first batch. Give Handlers
+// the fields they need and fill them in here, from deps (the process's pool,
+// logger and partitions) or your own configuration; an error stops the process.
+func NewHandlers(ctx context.Context, deps projector.Deps) (*Handlers, error) {
+	return &Handlers{}, nil
+}
 
 // OnAccountOpened handles AccountOpened events.
 func (h *Handlers) OnAccountOpened(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.AccountOpened) error {

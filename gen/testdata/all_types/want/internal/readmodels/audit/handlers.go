@@ -11,14 +11,27 @@ import (
 	"example.com/app/internal/gen/events"
 	auditgen "example.com/app/internal/gen/projections/audit"
 	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/projector"
 	"github.com/jackc/pgx/v5"
 )
 
 // Handlers implements auditgen.Handler. Each method runs inside the batch's
-// transaction tx: write the read model through tx so it commits with the checkpoint.
+// transaction tx: write the read model (its tables are in
+// db/migrations/101_audit.sql) through tx so it commits with the checkpoint.
+// The typed queries sqlc generates from sql/queries/audit.sql run on it, e.g.
+//
+//	readmodel.New(tx).SaveAudit(ctx, readmodel.SaveAuditParams{AggregateID: env.AggregateID, Version: env.AggregateVersion})
 type Handlers struct{}
 
 var _ auditgen.Handler = (*Handlers)(nil)
+
+// NewHandlers returns the handlers of a projector process: its generated main
+// (bin/audit-projector) calls it once, before the first batch. Give Handlers
+// the fields they need and fill them in here, from deps (the process's pool,
+// logger and partitions) or your own configuration; an error stops the process.
+func NewHandlers(ctx context.Context, deps projector.Deps) (*Handlers, error) {
+	return &Handlers{}, nil
+}
 
 // OnCustomerDeleted handles CustomerDeleted events.
 func (h *Handlers) OnCustomerDeleted(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.CustomerDeleted) error {

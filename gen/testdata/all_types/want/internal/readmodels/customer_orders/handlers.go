@@ -11,14 +11,29 @@ import (
 	"example.com/app/internal/gen/events"
 	customer_ordersgen "example.com/app/internal/gen/projections/customer_orders"
 	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/projector"
 	"github.com/jackc/pgx/v5"
 )
 
-// Handlers implements customer_ordersgen.Handler. Each method runs inside the batch's
-// transaction tx: write the read model through tx so it commits with the checkpoint.
+// Handlers implements customer_ordersgen.Handler. Each method runs inside the
+// batch's transaction tx: write the read model (its tables are in
+// db/migrations/100_customer_orders.sql) through tx so it commits with the
+// checkpoint. The typed queries sqlc generates from
+// sql/queries/customer_orders.sql run on it, e.g.
+//
+//	readmodel.New(tx).SaveCustomerOrders(ctx, readmodel.SaveCustomerOrdersParams{AggregateID: env.AggregateID, Version: env.AggregateVersion})
 type Handlers struct{}
 
 var _ customer_ordersgen.Handler = (*Handlers)(nil)
+
+// NewHandlers returns the handlers of a projector process: its generated main
+// (bin/customer_orders-projector) calls it once, before the first batch. Give
+// Handlers the fields they need and fill them in here, from deps (the process's
+// pool, logger and partitions) or your own configuration; an error stops the
+// process.
+func NewHandlers(ctx context.Context, deps projector.Deps) (*Handlers, error) {
+	return &Handlers{}, nil
+}
 
 // OnCustomerRegistered handles CustomerRegistered events.
 func (h *Handlers) OnCustomerRegistered(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.CustomerRegistered) error {

@@ -1,5 +1,6 @@
 -- The demo's read model, written by the balances projection in the same transaction
--- as its checkpoint.
+-- as its checkpoint. The demo's own migration: applied after esgen's by the same
+-- migrate.Up, and safe to apply more than once.
 CREATE TABLE IF NOT EXISTS demo_balances (
     account_id     text   PRIMARY KEY,
     owner          text   NOT NULL,

@@ -1,0 +1,13 @@
+-- The queries of the audit read model. esgen generate wrote this file once: it
+-- is yours. Because esgen.yaml says sqlc: true, esgen generate runs sqlc after writing
+-- its files, which turns each query into a typed method of package readmodel (see
+-- sqlc.yaml). Handlers run them on the batch's transaction, so that their writes
+-- commit with the checkpoint:
+--   readmodel.New(tx).SaveAudit(ctx, readmodel.SaveAuditParams{...})
+
+-- name: SaveAudit :execrows
+-- Records that the aggregate's event at version was applied; 0 rows when it is not the
+-- next one (applied twice, or out of order).
+INSERT INTO audit (aggregate_id, version) VALUES (@aggregate_id, @version)
+ON CONFLICT (aggregate_id) DO UPDATE SET version = excluded.version
+WHERE audit.version = excluded.version - 1;
