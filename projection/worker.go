@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -90,10 +91,12 @@ type worker struct {
 	skips       map[uuid.UUID]bool // events skipped on purpose (esgen skip)
 	skipsLoaded time.Time
 
-	state      State
-	checkpoint eventstore.Cursor // as of the last batch
-	lag        Lag
-	lagCounted time.Time
+	state       State
+	checkpoint  eventstore.Cursor // as of the last batch
+	lag         Lag
+	lagCounted  time.Time
+	lagCount    lagCount       // the last count of the lag, counted beside the batches
+	lagCounting sync.WaitGroup // the count running, if any
 
 	next  *eventstore.Cursor // the checkpoint this worker just committed, while catching up
 	ahead *readAhead         // the next batch, being read on another connection
@@ -116,6 +119,7 @@ func (w *worker) run(ctx, hardCtx context.Context) error {
 	lastReport, reported := time.Now(), int64(0)
 	defer func() {
 		w.dropReadAhead(hardCtx)
+		w.lagCounting.Wait()
 		w.setState(StateStopped, RetryNone, nil)
 		w.log.Info("partition stopped", "events_processed", w.processed, "checkpoint", w.checkpoint.String())
 	}()
@@ -127,8 +131,11 @@ func (w *worker) run(ctx, hardCtx context.Context) error {
 		// Progress lines only when something moved.
 		if time.Since(lastReport) >= w.cfg.ProgressInterval {
 			if w.processed > reported {
-				w.log.Info("progress", "events_processed", w.processed, "since_last", w.processed-reported,
-					"checkpoint", w.checkpoint.String(), "lag_events", w.lag.Events)
+				attrs := []any{"events_processed", w.processed, "since_last", w.processed - reported, "checkpoint", w.checkpoint.String()}
+				if _, none := w.obs.(nopObserver); !none { // the lag is counted for observers only
+					attrs = append(attrs, "lag_events", w.lag.Events)
+				}
+				w.log.Info("progress", attrs...)
 			}
 			lastReport, reported = time.Now(), w.processed
 		}
@@ -202,33 +209,76 @@ func (w *worker) setState(s State, cause RetryCause, err error) {
 }
 
 // reportLag reports the lag after a batch that committed n events: none left after a
-// read that was not full; otherwise an estimate, counted exactly now and then.
+// read that was not full; otherwise an estimate, counted exactly now and then. The
+// count runs beside the batches (it scans what is left of the partition, which takes
+// long on a large backlog) and only when something observes the lag.
 func (w *worker) reportLag(ctx context.Context, n int, full bool) {
+	if _, none := w.obs.(nopObserver); none {
+		return
+	}
 	if !full {
 		w.lag = Lag{}
 	} else {
 		w.lag.Events -= int64(n)
-		if w.lag.Events <= 0 || time.Since(w.lagCounted) >= lagCountInterval {
+		w.takeLagCount()
+		if time.Since(w.lagCounted) >= lagCountInterval {
 			w.countLag(ctx)
 		}
+		w.lag.Events = max(w.lag.Events, 1) // full: more is waiting
 	}
 	w.lag.Checkpoint = w.checkpoint
 	w.obs.Lag(w.partition(), w.lag)
 }
 
-// countLag counts the partition's lag (what esgen status shows), as of its checkpoint.
+// lagCount is the result of a count of the lag running beside the batches.
+type lagCount struct {
+	mu          sync.Mutex
+	running     bool
+	done        bool
+	events      int64
+	processedAt int64 // events the worker had processed at the counted checkpoint
+}
+
+// takeLagCount uses a count that finished since the last call: it was taken at a
+// checkpoint this worker has since moved past by the events it processed meanwhile.
+func (w *worker) takeLagCount() {
+	c := &w.lagCount
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		c.done = false
+		w.lag.Events = c.events - (w.processed - c.processedAt)
+	}
+}
+
+// countLag starts counting the partition's lag (what esgen status shows) as of its
+// checkpoint, on another pool connection, unless a count is running.
 func (w *worker) countLag(ctx context.Context) {
 	w.lagCounted = time.Now()
+	w.lagCount.mu.Lock()
+	if w.lagCount.running {
+		w.lagCount.mu.Unlock()
+		return
+	}
+	w.lagCount.running = true
+	processed := w.processed
+	w.lagCount.mu.Unlock()
 	c := w.checkpoint
 	txs, positions := c.HoleArrays()
 	st := readsql.PartitionLag(readsql.Filter{
 		AfterTransactionID: c.TransactionID, AfterPosition: c.GlobalPosition,
 		TotalPartitions: w.total, PartitionKey: w.key, EventTypes: w.p.EventTypes,
 	}, readsql.Holes{TransactionIDs: txs, Positions: positions}, w.p.Name)
-	var lag int64
-	if err := w.pool.QueryRow(ctx, st.SQL, st.Args...).Scan(&lag); err == nil {
-		w.lag.Events = lag
-	}
+	w.lagCounting.Go(func() {
+		var lag int64
+		err := w.pool.QueryRow(ctx, st.SQL, st.Args...).Scan(&lag)
+		w.lagCount.mu.Lock()
+		defer w.lagCount.mu.Unlock()
+		w.lagCount.running = false
+		if err == nil {
+			w.lagCount.done, w.lagCount.events, w.lagCount.processedAt = true, lag, processed
+		}
+	})
 }
 
 // databaseFailed waits before retrying after a transient database error: with backoff
@@ -327,6 +377,7 @@ func (w *worker) waitForSkip(ctx context.Context, herr *HandlerError) bool {
 		if time.Since(w.lagCounted) >= lagCountInterval {
 			w.countLag(ctx)
 		}
+		w.takeLagCount()
 		w.lag.Oldest = time.Since(herr.Event.CreatedAt)
 		w.obs.Lag(w.partition(), w.lag)
 		if err := w.loadSkips(ctx); err == nil && w.skips[herr.Event.EventID] {
