@@ -49,6 +49,10 @@ type Projection struct {
 	// Partitioned projections may run with more than one partition; others always run
 	// with one.
 	Partitioned bool
+	// Reset clears the read model for a rebuild ([RequestRebuild]): it runs in the
+	// transaction that puts the checkpoints back at the start of the stream. A
+	// projection without it cannot be rebuilt that way.
+	Reset func(ctx context.Context, tx pgx.Tx) error
 }
 
 func (p Projection) validate() error {
