@@ -215,6 +215,9 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 		if err := checkPrimary(ctx, pool, p.Name); err != nil {
 			return err
 		}
+		if err := prepareHistory(ctx, pool, p, log); err != nil { // history.go
+			return err
+		}
 		var err error
 		gen, err = ensureLayout(ctx, pool, p, cfg, log)
 		return err

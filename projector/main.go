@@ -36,7 +36,9 @@ import (
 // A bad setting ends the process with a one-line message and exit code 2. SIGINT and
 // SIGTERM finish (or, after 30 s, roll back) the batch in hand and exit 0. A fatal
 // error (a handler failing on an event past its retries, a changed partition count) is
-// logged and ends the process with exit code 1.
+// logged and ends the process with exit code 1; one that needs a decision first
+// (projection.ErrDecisionNeeded: newly handled event types with events behind the
+// checkpoints) with exit code 2.
 func Main(p projection.Projection) {
 	MainWith(func(projection.Handler) projection.Projection { return p },
 		func(context.Context, Deps) (projection.Handler, error) { return p.Handler, nil })
@@ -144,6 +146,9 @@ func runMain[H any](ctx context.Context, newProjection func(H) projection.Projec
 	p = newProjection(h)
 	if err := projection.Run(ctx, pool, p, s.cfg); err != nil {
 		log.Error("projector stopped", "projection", p.Name, "error", err)
+		if errors.Is(err, projection.ErrDecisionNeeded) {
+			return 2 // e.g. newly handled event types with history: rebuild or accept the skip
+		}
 		return 1
 	}
 	log.Info("projector stopped", "projection", p.Name)
