@@ -90,6 +90,15 @@ func (e *RebuiltError) Error() string {
 		e.Projection, e.Generation, e.Worker)
 }
 
+// failed names what failed for projection name; a database without esgen's tables
+// gets the one message that says to migrate.
+func failed(name, what string, err error) error {
+	if err := eventstore.MissingTables(err); errors.Is(err, eventstore.ErrTablesMissing) {
+		return fmt.Errorf("projection %s: %w", name, err)
+	}
+	return fmt.Errorf("projection %s: %s: %w", name, what, err)
+}
+
 func plural(n int64, one, many string) string {
 	if n == 1 {
 		return one
@@ -121,7 +130,7 @@ func prepareHistory(ctx context.Context, pool *pgxpool.Pool, p Projection, log *
 		return nil // a new projection handles every event of its types
 	}
 	if err != nil {
-		return fmt.Errorf("projection %s: lock: %w", p.Name, eventstore.MissingTables(err))
+		return failed(p.Name, "lock", err)
 	}
 	types := handledTypes(p)
 	rb, err := queries.LockPendingRebuild(ctx, tx, p.Name)
@@ -129,7 +138,7 @@ func prepareHistory(ctx context.Context, pool *pgxpool.Pool, p Projection, log *
 	case err == nil:
 		return startRebuild(ctx, tx, p, proj, rb, types, log)
 	case !errors.Is(err, pgx.ErrNoRows):
-		return fmt.Errorf("projection %s: look up rebuilds: %w", p.Name, eventstore.MissingTables(err))
+		return failed(p.Name, "look up rebuilds", err)
 	}
 
 	added, err := newTypes(ctx, tx, p.Name, proj.EventTypes, types)
@@ -183,7 +192,7 @@ func handledTypes(p Projection) []string {
 func newTypes(ctx context.Context, db DBTX, name string, previous, want []string) ([]string, error) {
 	records, err := queries.ListProjectionEventTypes(ctx, db, name)
 	if err != nil {
-		return nil, fmt.Errorf("projection %s: list its event types: %w", name, eventstore.MissingTables(err))
+		return nil, failed(name, "list its event types", err)
 	}
 	if len(previous) == 0 {
 		return nil, nil // it handled every type
@@ -306,7 +315,7 @@ func RequestRebuild(ctx context.Context, db Beginner, name string) (int64, error
 	if _, err := queries.LockProjection(ctx, tx, name); errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("projection %s: %w", name, ErrNotFound)
 	} else if err != nil {
-		return 0, fmt.Errorf("projection %s: lock: %w", name, eventstore.MissingTables(err))
+		return 0, failed(name, "lock", err)
 	}
 	if _, err := queries.LockAllCheckpoints(ctx, tx, name); err != nil {
 		return 0, fmt.Errorf("projection %s: lock checkpoints: %w", name, err)
@@ -319,7 +328,7 @@ func RequestRebuild(ctx context.Context, db Beginner, name string) (int64, error
 		return 0, fmt.Errorf("projection %s: new generation: %w", name, err)
 	}
 	if err := queries.RequestRebuild(ctx, tx, dbsqlc.RequestRebuildParams{Projection: name, Generation: gen}); err != nil {
-		return 0, fmt.Errorf("projection %s: request the rebuild: %w", name, eventstore.MissingTables(err))
+		return 0, failed(name, "request the rebuild", err)
 	}
 	return gen, commit(ctx, tx, name)
 }
@@ -343,7 +352,7 @@ func AcceptSkip(ctx context.Context, db Beginner, name string, eventTypes []stri
 		return nil, fmt.Errorf("projection %s: %w", name, ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("projection %s: lock: %w", name, eventstore.MissingTables(err))
+		return nil, failed(name, "lock", err)
 	}
 	added, err := newTypes(ctx, tx, name, proj.EventTypes, eventTypes)
 	if err != nil {
