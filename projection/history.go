@@ -431,17 +431,22 @@ func historyStatus(ctx context.Context, db DBTX, st *ProjectionStatus, cps []dbs
 	}
 	started := rb.StartedAt.Time
 	rs.StartedAt = &started
-	rs.CaughtUp = st.Lag == 0
-	caughtUp := len(st.Partitions) > 0
+	// Status reads the checkpoints and the rebuild in separate statements: only live
+	// checkpoints of the rebuild (or a later layout) count, so a read that saw the
+	// checkpoints before the rebuild started never reports it caught up.
+	live, stale, passed := 0, false, true
 	for _, c := range cps {
 		if c.Generation >= rb.Generation {
 			rs.Done += c.EventsHandled
 		}
-		if !c.Retired && cursorOf(c).Low().TransactionID < rb.StartedXmin.Uint64 {
-			caughtUp = false
+		if c.Retired {
+			continue
 		}
+		live++
+		stale = stale || c.Generation < rb.Generation
+		passed = passed && cursorOf(c).Low().TransactionID >= rb.StartedXmin.Uint64
 	}
-	rs.CaughtUp = rs.CaughtUp || caughtUp
+	rs.CaughtUp = live > 0 && !stale && (st.Lag == 0 || passed)
 	rs.Total = rs.Done + st.Lag
 	if secs := now.Sub(started).Seconds(); secs > 0 {
 		rs.Rate = float64(rs.Done) / secs

@@ -15,17 +15,20 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: esgen generate [-f esgen.yaml] [-C dir]")
+		fmt.Fprintln(stderr, "usage: esgen generate [-f esgen.yaml] [-C dir] [--no-sqlc] [--accept-breaking]")
 		fmt.Fprintln(stderr, "\nGenerates migrations, typed events, projection handlers, projector mains and")
 		fmt.Fprintln(stderr, "handler stubs from the spec. Output folders are relative to -C (default: the")
 		fmt.Fprintln(stderr, "spec's folder). Nothing is written when the spec has mistakes. With sqlc: true in the")
 		fmt.Fprintln(stderr, "spec it then runs `go tool sqlc generate` for the module's read-model queries.")
+		fmt.Fprintln(stderr, "The lock beside the spec (esgen.lock.json) records the published event schemas:")
+		fmt.Fprintln(stderr, "a change that would break stored events is refused unless --accept-breaking.")
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
 	specFile := fs.String("f", "esgen.yaml", "the spec file (relative to -C)")
 	dir := fs.String("C", "", "the folder to generate into (default: the spec's folder)")
 	noSqlc := fs.Bool("no-sqlc", false, "with sqlc: true in the spec, do not run go tool sqlc generate afterwards")
+	acceptBreaking := fs.Bool("accept-breaking", false, "write even when the spec breaks published event schemas (esgen.lock.json), and publish the new ones")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -35,7 +38,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	res, err := gen.Generate(gen.Options{Dir: *dir, Spec: *specFile})
+	res, err := gen.Generate(gen.Options{Dir: *dir, Spec: *specFile, AcceptBreaking: *acceptBreaking})
 	var list gen.ErrorList
 	if errors.As(err, &list) {
 		for _, e := range list {
@@ -58,6 +61,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		for _, w := range res.Warnings {
 			fmt.Fprintf(stderr, "warning: %s\n", w)
 		}
+		printBreaking(stderr, res.Breaking)
 	}
 	if err != nil || res.SqlcConfig == "" || *noSqlc {
 		return err
@@ -67,4 +71,16 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintln(stdout, "sqlc      generated the read-model queries")
 	return nil
+}
+
+// printBreaking says, loudly, which breaking changes --accept-breaking let through.
+func printBreaking(w io.Writer, breaking []string) {
+	if len(breaking) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "WARNING: --accept-breaking: %d breaking change(s) to published event schemas accepted on purpose:\n", len(breaking))
+	for _, b := range breaking {
+		fmt.Fprintf(w, "  %s\n", b)
+	}
+	fmt.Fprintln(w, "WARNING: stored events of these versions may no longer decode, or decode with empty fields; the lock now publishes the new schemas")
 }

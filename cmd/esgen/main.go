@@ -5,7 +5,9 @@
 //	esgen generate              generate migrations, typed events, projections and stubs
 //	esgen migrate               apply esgen's migrations and the module's (--dry-run prints the SQL)
 //	esgen status                checkpoints, stream head and lag per projection partition
-//	esgen reset <projection>    rebuild a projection from the start (--yes to confirm)
+//	esgen reset <projection>    delete a projection's checkpoints (--yes to confirm)
+//	esgen rebuild <projection>  replay a projection from the start, its read model cleared
+//	esgen accept-skip <p> <T>   let a projection handle a new event type without its earlier events
 //	esgen demo                  run the partitioned demo end to end
 //	esgen bench                 measure esgen against PostgreSQL's raw limit
 //
@@ -49,7 +51,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'esgen <command> -h' for a command's flags.")

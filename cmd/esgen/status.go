@@ -107,6 +107,7 @@ func printStatus(w io.Writer, st projection.ProjectionStatus, now time.Time) {
 		row(p, fmt.Sprintf("retired (generation %d)", p.Generation))
 	}
 	tw.Flush()
+	printHistory(w, st, now) // rebuild.go
 }
 
 // holes says how many transactions a checkpoint passed while they were running (whose
