@@ -64,3 +64,20 @@ type EsgenProjection struct {
 	ChangedAt      pgtype.Timestamptz
 	CreatedAt      pgtype.Timestamptz
 }
+
+type EsgenProjectionEventType struct {
+	Projection string
+	EventType  string
+	Accepted   bool
+	Skipped    int64
+	RecordedAt pgtype.Timestamptz
+}
+
+type EsgenRebuild struct {
+	Projection    string
+	Generation    int64
+	RequestedAt   pgtype.Timestamptz
+	StartedAt     pgtype.Timestamptz
+	StartedXmin   pgtype.Uint64
+	EventsAtStart pgtype.Int8
+}
