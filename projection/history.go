@@ -111,41 +111,45 @@ type Beginner interface {
 	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
 }
 
-// snapshotTx begins a repeatable-read transaction: its counts all come from one
-// snapshot.
-func snapshotTx(ctx context.Context, db Beginner) (pgx.Tx, error) {
-	return db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
-}
-
 // prepareHistory runs before the layout is prepared: it starts a requested rebuild,
-// or checks the types p handles against those the projection handled before.
+// or checks the types p handles against those the projection handled before. It
+// holds one pool connection at a time.
 func prepareHistory(ctx context.Context, pool *pgxpool.Pool, p Projection, log *slog.Logger) error {
-	tx, err := snapshotTx(ctx, pool)
-	if err != nil {
-		return fmt.Errorf("projection %s: begin: %w", p.Name, err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	proj, err := queries.LockProjection(ctx, tx, p.Name)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil // a new projection handles every event of its types
-	}
-	if err != nil {
-		return failed(p.Name, "lock", err)
-	}
 	types := handledTypes(p)
-	rb, err := queries.LockPendingRebuild(ctx, tx, p.Name)
-	switch {
-	case err == nil:
-		return startRebuild(ctx, tx, p, proj, rb, types, log)
-	case !errors.Is(err, pgx.ErrNoRows):
-		return failed(p.Name, "look up rebuilds", err)
-	}
-
-	added, err := newTypes(ctx, tx, p.Name, proj.EventTypes, types)
-	if err != nil {
+	added, err := func() ([]string, error) {
+		// The projection's row, locked: starts and rebuilds take turns.
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("projection %s: begin: %w", p.Name, err)
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx))
+		proj, err := queries.LockProjection(ctx, tx, p.Name)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, nil // a new projection handles every event of its types
+		}
+		if err != nil {
+			return nil, failed(p.Name, "lock", err)
+		}
+		rb, err := queries.LockPendingRebuild(ctx, tx, p.Name)
+		switch {
+		case err == nil:
+			return nil, startRebuild(ctx, tx, p, proj, rb, types, log)
+		case !errors.Is(err, pgx.ErrNoRows):
+			return nil, failed(p.Name, "look up rebuilds", err)
+		}
+		added, err := newTypes(ctx, tx, p.Name, proj.EventTypes, types)
+		if err != nil || len(added) > 0 {
+			return added, err
+		}
+		if err := queries.RecordEventTypes(ctx, tx, dbsqlc.RecordEventTypesParams{Projection: p.Name, EventTypes: types}); err != nil {
+			return nil, fmt.Errorf("projection %s: record its event types: %w", p.Name, err)
+		}
+		return nil, commit(ctx, tx, p.Name)
+	}()
+	if err != nil || len(added) == 0 {
 		return err
 	}
-	counts, err := behind(ctx, tx, p.Name, added)
+	counts, err := countBehind(ctx, pool, p.Name, added)
 	if err != nil {
 		return err
 	}
@@ -161,20 +165,30 @@ func prepareHistory(ctx context.Context, pool *pgxpool.Pool, p Projection, log *
 	record := slices.DeleteFunc(slices.Clone(types), func(t string) bool {
 		return slices.ContainsFunc(refused, func(c TypeCount) bool { return c.Type == t })
 	})
-	if err := queries.RecordEventTypes(ctx, tx, dbsqlc.RecordEventTypesParams{Projection: p.Name, EventTypes: record}); err != nil {
+	if err := queries.RecordEventTypes(ctx, pool, dbsqlc.RecordEventTypesParams{Projection: p.Name, EventTypes: record}); err != nil {
 		return fmt.Errorf("projection %s: record its event types: %w", p.Name, err)
-	}
-	if err := commit(ctx, tx, p.Name); err != nil {
-		return err
 	}
 	if len(refused) > 0 {
 		log.Error("new event types have events behind the checkpoints", "event_types", refused)
 		return &UnhandledHistoryError{Projection: p.Name, Types: refused}
 	}
-	if len(fine) > 0 {
-		log.Info("handling new event types; none of their events is behind the checkpoints", "event_types", fine)
-	}
+	log.Info("handling new event types; none of their events is behind the checkpoints", "event_types", fine)
 	return nil
+}
+
+// countBehind counts, for each type, the events behind the projection's checkpoints
+// ([behind]), in one read-only snapshot.
+func countBehind(ctx context.Context, db Beginner, name string, types []string) ([]TypeCount, error) {
+	tx, err := db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("projection %s: begin: %w", name, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	counts, err := behind(ctx, tx, name, types)
+	if err != nil {
+		return nil, err
+	}
+	return counts, tx.Commit(ctx)
 }
 
 // handledTypes are the types p handles as recorded: its event types, or "*".
@@ -342,17 +356,18 @@ func AcceptSkip(ctx context.Context, db Beginner, name string, eventTypes []stri
 	if len(eventTypes) == 0 {
 		return nil, fmt.Errorf("projection %s: accept skip: name at least one event type", name)
 	}
-	tx, err := snapshotTx(ctx, db)
+	// Count in one snapshot, then record.
+	tx, err := db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, fmt.Errorf("projection %s: begin: %w", name, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	proj, err := queries.LockProjection(ctx, tx, name)
+	proj, err := queries.GetProjection(ctx, tx, name)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("projection %s: %w", name, ErrNotFound)
 	}
 	if err != nil {
-		return nil, failed(name, "lock", err)
+		return nil, failed(name, "look it up", err)
 	}
 	added, err := newTypes(ctx, tx, name, proj.EventTypes, eventTypes)
 	if err != nil {
@@ -367,12 +382,21 @@ func AcceptSkip(ctx context.Context, db Beginner, name string, eventTypes []stri
 	if err != nil {
 		return nil, err
 	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("projection %s: %w", name, err)
+	}
+
+	rec, err := db.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("projection %s: begin: %w", name, err)
+	}
+	defer rec.Rollback(context.WithoutCancel(ctx))
 	for _, c := range counts {
-		if err := queries.AcceptSkip(ctx, tx, dbsqlc.AcceptSkipParams{Projection: name, EventType: c.Type, Skipped: c.Events}); err != nil {
+		if err := queries.AcceptSkip(ctx, rec, dbsqlc.AcceptSkipParams{Projection: name, EventType: c.Type, Skipped: c.Events}); err != nil {
 			return nil, fmt.Errorf("projection %s: record the skip of %s: %w", name, c.Type, err)
 		}
 	}
-	return counts, commit(ctx, tx, name)
+	return counts, commit(ctx, rec, name)
 }
 
 // SkippedType is an event type whose earlier events a projection never handled, on
