@@ -74,6 +74,7 @@ func Meet(cs ...Cursor) Cursor {
 			m.Position = c.Position
 		}
 	}
+	at := map[uint64]int{} // transaction id → index in m.Holes: linear in all holes
 	for _, c := range cs {
 		for _, h := range c.Holes {
 			switch {
@@ -81,11 +82,11 @@ func Meet(cs ...Cursor) Cursor {
 				// Its rows after h.Position are read after the position instead.
 				m.GlobalPosition = min(m.GlobalPosition, h.Position)
 			case h.TransactionID < m.TransactionID:
-				i := slices.IndexFunc(m.Holes, func(k Hole) bool { return k.TransactionID == h.TransactionID })
-				if i < 0 {
-					m.Holes = append(m.Holes, h)
-				} else {
+				if i, ok := at[h.TransactionID]; ok {
 					m.Holes[i].Position = min(m.Holes[i].Position, h.Position)
+				} else {
+					at[h.TransactionID] = len(m.Holes)
+					m.Holes = append(m.Holes, h)
 				}
 			}
 		}
@@ -105,12 +106,19 @@ func Passed(cs []Cursor, earlier []Cursor) bool {
 	if plantedBug == bugForgetEarly {
 		return true
 	}
-	for _, c := range cs {
-		low := c.Low()
-		for _, e := range earlier {
-			if low.Less(e.Position) {
-				return false
-			}
+	if len(cs) == 0 {
+		return true
+	}
+	// The earliest low watermark against the latest position: linear in both.
+	low := cs[0].Low()
+	for _, c := range cs[1:] {
+		if l := c.Low(); l.Less(low) {
+			low = l
+		}
+	}
+	for _, e := range earlier {
+		if low.Less(e.Position) {
+			return false
 		}
 	}
 	return true

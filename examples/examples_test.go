@@ -388,7 +388,7 @@ func exampleEnv(t *testing.T, url string) []string {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
 		case "DATABASE_URL", "PARTITION_KEY", "TOTAL_PARTITIONS", "LOG_LEVEL", "LOG_FORMAT", "BATCH_SIZE",
-			"POLL_INTERVAL", "NO_NOTIFY", "MAX_RETRIES", "RESCALE", "PATH":
+			"POLL_INTERVAL", "NO_NOTIFY", "MAX_RETRIES", "RESCALE", "METRICS_ADDR", "HEALTH_THRESHOLD", "SHUTDOWN_TIMEOUT", "PROGRESS_INTERVAL", "PATH":
 			continue
 		}
 		env = append(env, kv)

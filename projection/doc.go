@@ -48,24 +48,38 @@
 // committed in a smaller batch, and the failing event is retried alone with
 // exponential backoff and jitter, up to Config.MaxRetries; after that the partition
 // stops with a [*HandlerError] naming projection, partition, event id, type,
-// aggregate and position, and its checkpoint stays just before the event. Transient
-// database errors (connection loss, server shutdown or restart, serialization failure,
-// deadlock, too many connections) are retried without limit and logged at warn level.
-// [Run] returns on the first fatal error after stopping the other partitions; when
-// its context ends it lets each batch in hand finish (within Config.ShutdownTimeout)
-// and returns nil.
+// aggregate and position, and its checkpoint stays just before the event. A panic is
+// such an error (a [*PanicError], whose stack is logged once per event); an error that
+// retrying cannot cure (a payload that does not decode, or one marked with
+// [Permanent]) stops the partition without the retries. An event skipped on purpose
+// ([Skip], esgen skip) is passed without calling the handler. Transient database
+// errors (connection loss, server shutdown or restart, serialization failure,
+// deadlock, too many connections) are retried without limit, with backoff up to
+// Config.MaxRetryBackoff (5 s), logged at warn level (the first, then every 30 s) and
+// their end at info level. [Run] returns on the first fatal error after stopping the
+// other partitions (with Config.KeepStopped, a partition stopped by its handler waits
+// for its event to be skipped instead, while the others go on); when its context ends
+// it lets each batch in hand finish (within Config.ShutdownTimeout, 25 s) and returns
+// nil. An [Observer] (Config.Observer) receives every partition's state, batches and
+// lag: package projector serves them as Prometheus metrics and health checks.
 //
 // # Logs
 //
 // With log/slog: at start the projection, partition key and partition count; every
-// Config.ProgressInterval and at exit the number of events the partition processed;
-// at debug level every event handled (position, aggregate, type, id).
+// Config.ProgressInterval in which it handled events, and at exit, the number of events
+// the partition processed and its checkpoint; at debug level every event handled
+// (position, aggregate, type, id). Positions print as transaction/position
+// (eventstore.Position.String), as esgen status prints them.
 //
 // # Changing the partition count
 //
 // esgen_projections holds each projection's layout: its partition count and a
-// generation. Checkpoints are keyed by (projection, generation, partition). The first
-// worker started with a new count switches the layout in one transaction:
+// generation. Checkpoints are keyed by (projection, generation, partition). The count
+// changes only on purpose: [Rescale] (esgen rescale), or [Run] with Config.Rescale and
+// a new count. Run with a count that differs from the projection's, without Rescale,
+// refuses to start with a [*CountMismatchError] and writes nothing; the count is at
+// most [MaxPartitions]. A switch is one transaction, linear in the old and the new
+// count:
 //
 //  1. lock the projection row (layout changes are serialized);
 //  2. lock the live checkpoints of the old layout: batches in flight on them commit
@@ -80,7 +94,8 @@
 // A new-layout partition reads after its checkpoint and leaves out, in SQL, events
 // that a retired layout already handled: those in the retired partition
 // hash mod old count that its retired checkpoint counts as handled (at or before it,
-// not in one of its holes). No event is replayed and none is skipped, also when the
+// not in one of its holes), with one index probe per event and retired count. No event
+// is replayed and none is skipped, also when the
 // old partitions were uneven or some never ran. A retired layout is deleted once the
 // low watermark of every live checkpoint has passed all of its checkpoints
 // (eventstore.Passed). The cost of a switch is one short transaction plus, for the new
@@ -88,10 +103,7 @@
 //
 // Workers of the old layout find their checkpoint retired at their next batch (the
 // compare-and-set also fails) and stop with a [*LayoutChangedError]: "partition count
-// changed from N to M (generation g); restart this worker with TOTAL_PARTITIONS=M". A
-// worker started with a count that the projection used before the current one is
-// taken for a stale deployment and refused with an [*OutdatedCountError], unless
-// Config.Rescale (--rescale) says to switch back on purpose.
+// changed from N to M (generation g); restart this worker with TOTAL_PARTITIONS=M".
 //
 // # Design notes
 //
@@ -121,8 +133,8 @@
 //
 // [Run] runs partitions of a projection in the calling process. The whole main of a
 // generated projector binary (flags and environment, logging, signals, exit codes) is
-// the package projector around it. [Status] and [Reset] back the esgen status and esgen
-// reset commands.
+// the package projector around it. [Status], [Rescale], [Skip], [Skipped] and [Reset]
+// back the esgen status, rescale, skip and reset commands.
 //
 // # What the package holds
 //

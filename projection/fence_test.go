@@ -67,7 +67,7 @@ func TestCompareAndSetFencesStaleOwner(t *testing.T) {
 	}
 	// After a switch to 3 partitions (only 0 runs, so the carry-over cannot finish) the
 	// old checkpoints are retired and frozen.
-	r = start(t, pool, p, projection.Config{TotalPartitions: 3, Partitions: []int{0}, Logger: quiet})
+	r = start(t, pool, p, projection.Config{TotalPartitions: 3, Partitions: []int{0}, Logger: quiet, Rescale: true})
 	waitFor(t, 30*time.Second, "the switch to 3 partitions", func() bool {
 		st, err := projection.Status(ctx, pool, "fence")
 		return err == nil && st.PartitionCount == 3

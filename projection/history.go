@@ -106,15 +106,10 @@ func plural(n int64, one, many string) string {
 	return many
 }
 
-// Beginner starts transactions: *pgx.Conn and *pgxpool.Pool have it.
-type Beginner interface {
-	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
-}
-
 // prepareHistory runs before the layout is prepared: it starts a requested rebuild,
 // or checks the types p handles against those the projection handled before. It
 // holds one pool connection at a time.
-func prepareHistory(ctx context.Context, pool *pgxpool.Pool, p Projection, log *slog.Logger) error {
+func prepareHistory(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config, log *slog.Logger) error {
 	types := handledTypes(p)
 	added, err := func() ([]string, error) {
 		// The projection's row, locked: starts and rebuilds take turns.
@@ -133,6 +128,12 @@ func prepareHistory(ctx context.Context, pool *pgxpool.Pool, p Projection, log *
 		rb, err := queries.LockPendingRebuild(ctx, tx, p.Name)
 		switch {
 		case err == nil:
+			if int(proj.PartitionCount) != cfg.TotalPartitions && !cfg.Rescale {
+				// A worker that ensureLayout would refuse does not start the rebuild
+				// either: the read model stays as it is until a worker of the
+				// projection's count (or one with Rescale) starts it.
+				return nil, mismatch(proj, cfg.TotalPartitions)
+			}
 			return nil, startRebuild(ctx, tx, p, proj, rb, types, log)
 		case !errors.Is(err, pgx.ErrNoRows):
 			return nil, failed(p.Name, "look up rebuilds", err)

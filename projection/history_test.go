@@ -405,3 +405,58 @@ func TestBlueGreenRebuild(t *testing.T) {
 		t.Errorf("projections after the switch: %+v, %v", all, err)
 	}
 }
+
+// A rebuild keeps the partition count: a worker with another count neither starts it
+// nor clears the read model, esgen rescale waits for it to start, and a worker with
+// Rescale starts it and changes the count.
+func TestRebuildKeepsThePartitionCount(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := historyDB(t)
+	log, _ := testLogger(t)
+	var resets atomic.Int64
+	appendTyped(t, pool, "a", "Placed", "Placed", "Placed", "Placed", "Placed", "Placed")
+	two := projection.Config{TotalPartitions: 2, Logger: log}
+	runUntil(t, pool, histProjection("orders", &resets, 0, "Placed"), two, 6)
+	gen, err := projection.RequestRebuild(ctx, pool, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	three := projection.Config{TotalPartitions: 3, Logger: log}
+	var cm *projection.CountMismatchError
+	if err := projection.Run(ctx, pool, histProjection("orders", &resets, 0, "Placed"), three); !errors.As(err, &cm) || cm.Current != 2 || cm.Count != 3 {
+		t.Fatalf("a worker with another count during a pending rebuild: %v, want a CountMismatchError", err)
+	}
+	if resets.Load() != 0 || count(t, pool, "SELECT count(*) FROM hist_rm") != 6 {
+		t.Fatalf("the refused worker cleared the read model (%d resets)", resets.Load())
+	}
+	if _, err := projection.Rescale(ctx, pool, "orders", 3); err == nil || !strings.Contains(err.Error(), "a rebuild (esgen rebuild) waits for a projector to start it") {
+		t.Errorf("rescale of a pending rebuild: %v", err)
+	}
+	st, err := projection.Status(ctx, pool, "orders")
+	if err != nil || st.Rebuild == nil || !st.Rebuild.Pending() || st.PartitionCount != 2 || st.Generation != gen {
+		t.Fatalf("after the refusals: %+v, count %d, generation %d, %v", st.Rebuild, st.PartitionCount, st.Generation, err)
+	}
+
+	runUntil(t, pool, histProjection("orders", &resets, 0, "Placed"), two, 6)
+	st, err = projection.Status(ctx, pool, "orders")
+	if err != nil || resets.Load() != 1 || !st.Rebuild.CaughtUp || st.PartitionCount != 2 || st.Generation != gen || st.Rebuild.Done != 6 {
+		t.Fatalf("the rebuild with the same count: %d resets, %+v, count %d, generation %d, %v", resets.Load(), st.Rebuild, st.PartitionCount, st.Generation, err)
+	}
+
+	// Another rebuild, started by a worker that changes the count on purpose.
+	gen, err = projection.RequestRebuild(ctx, pool, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	three.Rescale = true
+	runUntil(t, pool, histProjection("orders", &resets, 0, "Placed"), three, 6)
+	st, err = projection.Status(ctx, pool, "orders")
+	if err != nil || resets.Load() != 2 || !st.Rebuild.CaughtUp || st.Rebuild.Generation != gen || st.PartitionCount != 3 || st.Generation != gen+1 || st.Rebuild.Done != 6 {
+		t.Fatalf("the rebuild with Rescale: %d resets, %+v, count %d, generation %d, %v", resets.Load(), st.Rebuild, st.PartitionCount, st.Generation, err)
+	}
+	if n := count(t, pool, "SELECT count(*) FROM esgen_events e WHERE NOT EXISTS (SELECT 1 FROM hist_rm r WHERE r.event_id = e.event_id)"); n != 0 {
+		t.Errorf("%d events missing from the rebuilt read model", n)
+	}
+}

@@ -71,9 +71,10 @@ const (
 	DefaultPollInterval     = time.Second
 	DefaultMaxRetries       = 5
 	DefaultRetryBackoff     = 100 * time.Millisecond
-	DefaultMaxRetryBackoff  = 30 * time.Second
+	DefaultMaxRetryBackoff  = 5 * time.Second
 	DefaultProgressInterval = 10 * time.Second
-	DefaultShutdownTimeout  = 30 * time.Second
+	// DefaultShutdownTimeout is below the 30 s that Kubernetes waits after SIGTERM.
+	DefaultShutdownTimeout = 25 * time.Second
 )
 
 // Config tunes [Run]. The zero value runs partition 0 of 1 with the defaults.
@@ -81,9 +82,9 @@ type Config struct {
 	// Partitions are the partition keys this process runs, each in its own goroutine
 	// with its own checkpoint. Empty: every key of TotalPartitions.
 	Partitions []int
-	// TotalPartitions is the partition count (0 means 1: unpartitioned). When it differs
-	// from the projection's current count, Run changes the layout (see the package
-	// documentation) or refuses an outdated count.
+	// TotalPartitions is the partition count (0 means 1: unpartitioned), at most
+	// MaxPartitions. When it differs from the projection's current count, Run refuses
+	// to start with a [*CountMismatchError], unless Rescale is set.
 	TotalPartitions int
 	// BatchSize is the number of events read and handled per transaction. Bigger
 	// batches catch up faster, but a batch's transaction holds back every commit-safe
@@ -98,8 +99,8 @@ type Config struct {
 	// MaxRetries is how often a failing handler is retried on the same event before its
 	// partition stops (0: DefaultMaxRetries; negative: no retries).
 	MaxRetries int
-	// RetryBackoff is the first wait before a retry; it doubles up to MaxRetryBackoff,
-	// with jitter.
+	// RetryBackoff is the first wait before a retry (of a handler or of the
+	// database); it doubles up to MaxRetryBackoff, with jitter.
 	RetryBackoff    time.Duration
 	MaxRetryBackoff time.Duration
 	// ProgressInterval is how often each partition logs the number of events it
@@ -108,9 +109,18 @@ type Config struct {
 	// ShutdownTimeout bounds how long the batch in hand may still run once ctx ends;
 	// after it, the batch is rolled back.
 	ShutdownTimeout time.Duration
-	// Rescale allows switching back to a partition count that the projection used
-	// before. Without it, such a count is taken for a stale deployment and refused.
+	// Rescale switches the projection's layout to TotalPartitions when its current
+	// count differs (see the package documentation). Without it, such a count is taken
+	// for a typo or a stale deployment and refused.
 	Rescale bool
+	// KeepStopped keeps a partition whose handler fails on an event past its retries
+	// stopped before the event, reported as StateStopped to the Observer, instead of
+	// ending Run: the other partitions go on, and it resumes once the event is skipped
+	// ([Skip], esgen skip). Run still returns when ctx ends or on other fatal errors.
+	KeepStopped bool
+	// Observer receives the partitions' states, batches and lag (for metrics and
+	// health checks; see package projector). Default: none.
+	Observer Observer
 	// Logger receives the runtime's logs (default: slog.Default()).
 	Logger *slog.Logger
 
@@ -133,6 +143,9 @@ func (c Config) WithDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
 	if len(c.Partitions) == 0 {
 		c.Partitions = make([]int, c.TotalPartitions)
 		for i := range c.Partitions {
@@ -143,8 +156,8 @@ func (c Config) WithDefaults() Config {
 }
 
 func (c Config) validate(p Projection) error {
-	if c.TotalPartitions < 1 {
-		return fmt.Errorf("total partitions must be at least 1, got %d", c.TotalPartitions)
+	if err := checkCount(c.TotalPartitions); err != nil {
+		return err
 	}
 	if !p.Partitioned && c.TotalPartitions > 1 {
 		return fmt.Errorf("projection %s is not partitioned: it runs with 1 partition, not %d", p.Name, c.TotalPartitions)
@@ -211,11 +224,11 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 	log := cfg.Logger.With("projection", p.Name)
 
 	var gen int64
-	err := retryTransient(ctx, log, cfg, "prepare the partition layout", func() error {
+	err := retryTransient(ctx, log, cfg, p.Name, "prepare the partition layout", func() error {
 		if err := checkPrimary(ctx, pool, p.Name); err != nil {
 			return err
 		}
-		if err := prepareHistory(ctx, pool, p, log); err != nil { // history.go
+		if err := prepareHistory(ctx, pool, p, cfg, log); err != nil { // history.go
 			return err
 		}
 		var err error
@@ -244,7 +257,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 	var wg sync.WaitGroup
 	if !cfg.DisableNotify {
 		l := &notify.Listener{ConnConfig: pool.Config().ConnConfig, Log: log, Wake: wake,
-			Backoff: func(n int) time.Duration { return backoff(cfg.RetryBackoff, 10*time.Second, n) }}
+			Backoff: func(n int) time.Duration { return backoff(cfg.RetryBackoff, cfg.MaxRetryBackoff, n) }}
 		wg.Go(func() { l.Run(runCtx) })
 	}
 	var (
@@ -254,7 +267,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 	var workers sync.WaitGroup
 	for _, key := range cfg.Partitions {
 		w := &worker{
-			pool: pool, p: p, cfg: cfg, key: key, total: cfg.TotalPartitions, gen: gen, wake: wake,
+			pool: pool, p: p, cfg: cfg, key: key, total: cfg.TotalPartitions, gen: gen, wake: wake, obs: cfg.Observer,
 			log: log.With("partition", key, "total_partitions", cfg.TotalPartitions),
 		}
 		workers.Go(func() {

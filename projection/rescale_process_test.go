@@ -46,6 +46,8 @@ func TestRescaleWithProcesses(t *testing.T) {
 		env := append([]string{fmt.Sprintf("TOTAL_PARTITIONS=%d", total), fmt.Sprintf("PARTITION_KEY=%d", key), "BATCH_SIZE=50"}, extra...)
 		return startWorker(t, name, url, env...)
 	}
+	// The workers of a new count are deployed with RESCALE=1: the first switches.
+	rescale := func(name string, total, key int) *proc { return worker(name, total, key, "RESCALE=yes") }
 	stopAll := func(ps ...*proc) {
 		for _, p := range ps {
 			if code := p.stop(t); code != 0 {
@@ -87,27 +89,27 @@ func TestRescaleWithProcesses(t *testing.T) {
 	stopAll(p1) // p0 keeps running across the switch
 
 	// 4 → 2.
-	q0, q1 := worker("2/q0", 2, 0), worker("2/q1", 2, 1)
+	q0, q1 := rescale("2/q0", 2, 0), rescale("2/q1", 2, 1)
 	expectFenced(4, 2, 2, p0)
 	measure(4, 2, q0, q1)
 	mark := applied()
 	waitFor(t, time.Minute, "progress with 2 partitions", func() bool { return applied() >= mark+500 })
 
 	// 2 → 3, the 2-partition workers left running.
-	r0, r1, r2 := worker("3/r0", 3, 0), worker("3/r1", 3, 1), worker("3/r2", 3, 2)
+	r0, r1, r2 := rescale("3/r0", 3, 0), rescale("3/r1", 3, 1), rescale("3/r2", 3, 2)
 	expectFenced(2, 3, 3, q0, q1)
 	measure(2, 3, r0, r1, r2)
 	mark = applied()
 	waitFor(t, time.Minute, "progress with 3 partitions", func() bool { return applied() >= mark+500 })
 
 	// 3 → 1.
-	s0 := worker("1/s0", 1, 0)
+	s0 := rescale("1/s0", 1, 0)
 	expectFenced(3, 1, 4, r0, r1, r2)
 	measure(3, 1, s0)
 
-	// An outdated count is refused at start.
+	// A stale deployment (a count used before, no RESCALE) is refused at start.
 	stale := worker("stale-4", 4, 0)
-	if code := stale.wait(t, time.Minute); code != 1 || !strings.Contains(stale.Output(), "TOTAL_PARTITIONS=4 is outdated: the projection runs with 1 partitions now (generation 4; counts used: 4 → 2 → 3 → 1)") {
+	if code := stale.wait(t, time.Minute); code != 2 || !strings.Contains(stale.Output(), "TOTAL_PARTITIONS=4 does not match the live layout: the projection runs with 1 partitions (generation 4; counts used: 4 → 2 → 3 → 1) (4 is a count used before") {
 		t.Fatalf("stale worker: exit %d:\n%s", code, stale.Output())
 	}
 

@@ -11,8 +11,9 @@ import (
 )
 
 // In one process (so -race covers it): 4 partitions of which only 0 and 1 ran, then
-// 2, 3, 1 and back to 4 on purpose, with appends in between: every event once, the
-// old layout's runner fenced, an outdated count refused.
+// 2, 3, 1 and back to 4, each on purpose (Config.Rescale), with appends in between:
+// every event once, the old layout's runner fenced, a different count refused without
+// Rescale.
 func TestRescaleInProcess(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -39,7 +40,19 @@ func TestRescaleInProcess(t *testing.T) {
 	waitFor(t, time.Minute, "the old-layout runner to start", func() bool { return strings.Contains(oldBuf.String(), "partition started") })
 
 	appendN(t, pool, "b", 10, 2)
-	two := start(t, pool, p, cfg(2))
+	// A different count without Rescale is refused, and changes nothing.
+	var cm *projection.CountMismatchError
+	if err := projection.Run(ctx, pool, p, cfg(2)); !errors.As(err, &cm) || cm.Current != 4 || cm.Count != 2 ||
+		!strings.Contains(err.Error(), "TOTAL_PARTITIONS=2 does not match the live layout: the projection runs with 4 partitions (generation 1; counts used: 4)") ||
+		!strings.Contains(err.Error(), "esgen rescale rm 2") {
+		t.Fatalf("a count of 2 without Rescale: got %v", err)
+	}
+	if st, err := projection.Status(ctx, pool, "rm"); err != nil || st.PartitionCount != 4 || st.Generation != 1 {
+		t.Fatalf("after a refused count: %+v, %v", st, err)
+	}
+	c2 := cfg(2)
+	c2.Rescale = true
+	two := start(t, pool, p, c2)
 	select {
 	case err := <-old.done:
 		old.done <- err
@@ -66,7 +79,9 @@ func TestRescaleInProcess(t *testing.T) {
 
 	for _, total := range []int{3, 1} {
 		appendN(t, pool, "c"+string(rune('0'+total)), 10, 2)
-		r := start(t, pool, p, cfg(total))
+		c := cfg(total)
+		c.Rescale = true
+		r := start(t, pool, p, c)
 		waitApplied(t, pool, time.Minute, nil)
 		if err := r.stop(t); err != nil {
 			t.Fatal(err)
@@ -76,8 +91,7 @@ func TestRescaleInProcess(t *testing.T) {
 
 	// 4 was used before: refused unless asked for.
 	err = projection.Run(ctx, pool, p, cfg(4))
-	var oc *projection.OutdatedCountError
-	if !errors.As(err, &oc) || !strings.Contains(err.Error(), "TOTAL_PARTITIONS=4 is outdated: the projection runs with 1 partitions now") {
+	if !errors.As(err, &cm) || !strings.Contains(err.Error(), "the projection runs with 1 partitions (generation 4; counts used: 4 → 2 → 3 → 1) (4 is a count used before") {
 		t.Fatalf("outdated count: got %v", err)
 	}
 	appendN(t, pool, "d", 10, 1)

@@ -2,7 +2,9 @@ package projection
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -96,17 +98,69 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // retryTransient runs f until it succeeds, fails with a non-transient error, or ctx
-// ends. Transient failures are logged at warn level.
-func retryTransient(ctx context.Context, log *slog.Logger, cfg Config, what string, f func() error) error {
+// ends. Transient failures are logged at warn level (the first, then every
+// dbLogInterval) and reported to the observer as a database retry of every partition
+// listed in cfg (of projection name).
+func retryTransient(ctx context.Context, log *slog.Logger, cfg Config, name, what string, f func() error) error {
+	var since, logged time.Time
 	for attempt := 0; ; attempt++ {
 		err := f()
+		if err == nil && attempt > 0 {
+			log.Info("database reachable again; continuing", "doing", what, "failed_for", time.Since(since).Round(time.Millisecond).String(), "attempts", attempt)
+		}
 		if err == nil || !isTransient(err) || ctx.Err() != nil {
 			return err
 		}
 		d := backoff(cfg.RetryBackoff, cfg.MaxRetryBackoff, attempt)
-		log.Warn("database unavailable, retrying", "doing", what, "error", err, "retry_in", d.Round(time.Millisecond))
+		if attempt == 0 {
+			since = time.Now()
+		}
+		if attempt == 0 || time.Since(logged) >= dbLogInterval {
+			logged = time.Now()
+			log.Warn("database unavailable, retrying", "doing", what, "error", err, "retry_in", d.Round(time.Millisecond).String())
+		}
+		for _, k := range cfg.Partitions {
+			cfg.Observer.PartitionState(Partition{Projection: name, Key: k, Total: cfg.TotalPartitions},
+				StateChange{State: StateRetrying, Cause: RetryDatabase, Since: since, Err: err})
+		}
 		if !sleep(ctx, d) {
 			return err
 		}
 	}
+}
+
+// PanicError is a handler's panic, turned into an error: the partition logs its stack
+// once and retries the event like any other failure.
+type PanicError struct {
+	Value any
+	Stack []byte // of the panicking goroutine
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("handler panicked: %v", e.Value) }
+
+// errPermanent marks errors that retrying cannot cure; see [Permanent].
+var errPermanent = errors.New("permanent")
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string   { return e.err.Error() }
+func (e permanentError) Unwrap() []error { return []error{e.err, errPermanent} }
+
+// Permanent marks a handler's error as one that retrying cannot cure (bad data rather
+// than a busy resource): the partition stops before the event at once, without the
+// retries of Config.MaxRetries. Payloads that do not decode (encoding/json syntax and
+// type errors, which the generated dispatchers return wrapped) count as permanent
+// without it.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// isPermanent reports whether retrying the handler on the same event cannot succeed.
+func isPermanent(err error) bool {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	return errors.Is(err, errPermanent) || errors.As(err, &syntax) || errors.As(err, &typ)
 }

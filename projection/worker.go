@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/google/uuid"
@@ -15,6 +16,7 @@ import (
 	"github.com/esgen-dev/esgen/eventstore"
 	"github.com/esgen-dev/esgen/generated/dbsqlc"
 	"github.com/esgen-dev/esgen/internal/notify"
+	"github.com/esgen-dev/esgen/internal/readsql"
 )
 
 // HandlerError is the error a partition stops with when its handler failed on an
@@ -64,20 +66,44 @@ type worker struct {
 	gen   int64
 	wake  *notify.Broadcast
 	log   *slog.Logger
+	obs   Observer
 
 	indexed     bool  // esgen_events has an index on (partition_hash % total): read through it
 	processed   int64 // events handled by this worker
 	skipRetired bool  // retired layouts exist: filter out what they handled
 	lastIdle    time.Time
 
+	retiredHigh eventstore.Position // the latest retired checkpoint, with skipRetired
+	lastCleanup time.Time           // the last attempt to delete finished layouts
+
 	// The handler failure being retried.
 	failID       uuid.UUID
 	failAttempts int
+	failSince    time.Time
 	limit        int // when > 0, the next batch's size (commits the events before a failing one)
+
+	// Database failures in a row.
+	dbFailures int
+	dbSince    time.Time
+	dbLogged   time.Time
+
+	skips       map[uuid.UUID]bool // events skipped on purpose (esgen skip)
+	skipsLoaded time.Time
+
+	state      State
+	checkpoint eventstore.Cursor // as of the last batch
+	lag        Lag
+	lagCounted time.Time
 
 	next  *eventstore.Cursor // the checkpoint this worker just committed, while catching up
 	ahead *readAhead         // the next batch, being read on another connection
 }
+
+// lagCountInterval is how often a partition that is behind counts its lag exactly.
+const lagCountInterval = 5 * time.Second
+
+// dbLogInterval is how often a partition logs that the database is still unavailable.
+const dbLogInterval = 30 * time.Second
 
 // run processes the partition until ctx ends (nil) or it fails for good. hardCtx
 // bounds the batch in hand after ctx ended.
@@ -90,21 +116,28 @@ func (w *worker) run(ctx, hardCtx context.Context) error {
 	lastReport, reported := time.Now(), int64(0)
 	defer func() {
 		w.dropReadAhead(hardCtx)
-		w.log.Info("partition stopped", "events_processed", w.processed)
+		w.setState(StateStopped, RetryNone, nil)
+		w.log.Info("partition stopped", "events_processed", w.processed, "checkpoint", w.checkpoint.String())
 	}()
 	w.refreshRetired(ctx)
+	_ = w.loadSkips(ctx) // read again after a failure
+	w.setState(StateRunning, RetryNone, nil)
 
-	var transient int
 	for ctx.Err() == nil {
+		// Progress lines only when something moved.
 		if time.Since(lastReport) >= w.cfg.ProgressInterval {
-			w.log.Info("progress", "events_processed", w.processed, "since_last", w.processed-reported)
+			if w.processed > reported {
+				w.log.Info("progress", "events_processed", w.processed, "since_last", w.processed-reported,
+					"checkpoint", w.checkpoint.String(), "lag_events", w.lag.Events)
+			}
 			lastReport, reported = time.Now(), w.processed
 		}
 		wake := w.wake.C()
-		_, full, err := w.batch(ctx, hardCtx)
+		n, full, err := w.batch(ctx, hardCtx)
 		switch {
 		case err == nil:
-			transient = 0
+			w.databaseBack()
+			w.reportLag(ctx, n, full)
 			if full {
 				continue
 			}
@@ -114,42 +147,23 @@ func (w *worker) run(ctx, hardCtx context.Context) error {
 			w.log.Debug("checkpoint moved by another worker; re-reading")
 			continue
 		case isTransient(err):
-			d := backoff(w.cfg.RetryBackoff, w.cfg.MaxRetryBackoff, transient)
-			transient++
-			w.log.Warn("database error, retrying", "error", err, "retry_in", d.Round(time.Millisecond))
-			sleep(ctx, d)
+			w.databaseFailed(ctx, err)
 			continue
 		default:
 			var hf *handlerFailure
 			if !errors.As(err, &hf) {
 				return err
 			}
-			ev := hf.event
-			if ev.EventID != w.failID {
-				w.failID, w.failAttempts = ev.EventID, 0
-			}
-			w.failAttempts++
-			// Stop only with the failing event first in its batch: the events before it
-			// are committed first, so the checkpoint ends right before it.
-			if w.failAttempts > w.cfg.MaxRetries && hf.index == 0 {
-				herr := &HandlerError{Projection: w.p.Name, Partition: w.key, Total: w.total, Event: ev, Attempts: w.failAttempts, Err: hf.err}
-				w.log.Error("handler failed; partition stopped before the event",
-					"position", ev.Position.String(), "event_id", ev.EventID, "event_type", ev.Type,
-					"aggregate_type", ev.AggregateType, "aggregate_id", ev.AggregateID, "aggregate_version", ev.AggregateVersion,
-					"attempts", w.failAttempts, "error", hf.err)
-				return herr
-			}
-			d := backoff(w.cfg.RetryBackoff, w.cfg.MaxRetryBackoff, w.failAttempts-1)
-			w.log.Warn("handler failed, retrying", "position", ev.Position.String(), "event_id", ev.EventID,
-				"event_type", ev.Type, "aggregate_id", ev.AggregateID, "attempt", w.failAttempts, "error", hf.err,
-				"retry_in", d.Round(time.Millisecond))
-			if hf.index > 0 {
-				// Commit the events before the failing one first, then retry it alone.
-				w.limit = hf.index
+			herr := w.handlerFailed(ctx, hf)
+			if herr == nil {
 				continue
 			}
-			w.limit = 1
-			sleep(ctx, d)
+			if !w.cfg.KeepStopped {
+				return herr
+			}
+			if !w.waitForSkip(ctx, herr) {
+				return nil
+			}
 			continue
 		}
 		// Caught up: wait for a notification or the poll interval. A notification
@@ -167,19 +181,181 @@ func (w *worker) run(ctx, hardCtx context.Context) error {
 	return nil
 }
 
-func (w *worker) refreshRetired(ctx context.Context) {
-	has, err := queries.HasRetired(ctx, w.pool, w.p.Name)
-	if err != nil {
-		w.skipRetired = true // the safe choice
+func (w *worker) partition() Partition {
+	return Partition{Projection: w.p.Name, Key: w.key, Total: w.total, Generation: w.gen}
+}
+
+// setState reports a change of state to the observer; retries are reported each time.
+func (w *worker) setState(s State, cause RetryCause, err error) {
+	if s == w.state && s != StateRetrying {
 		return
 	}
-	w.skipRetired = has
+	since := time.Now()
+	switch cause {
+	case RetryHandler:
+		since = w.failSince
+	case RetryDatabase:
+		since = w.dbSince
+	}
+	w.state = s
+	w.obs.PartitionState(w.partition(), StateChange{State: s, Cause: cause, Since: since, Err: err})
+}
+
+// reportLag reports the lag after a batch that committed n events: none left after a
+// read that was not full; otherwise an estimate, counted exactly now and then.
+func (w *worker) reportLag(ctx context.Context, n int, full bool) {
+	if !full {
+		w.lag = Lag{}
+	} else {
+		w.lag.Events -= int64(n)
+		if w.lag.Events <= 0 || time.Since(w.lagCounted) >= lagCountInterval {
+			w.countLag(ctx)
+		}
+	}
+	w.lag.Checkpoint = w.checkpoint
+	w.obs.Lag(w.partition(), w.lag)
+}
+
+// countLag counts the partition's lag (what esgen status shows), as of its checkpoint.
+func (w *worker) countLag(ctx context.Context) {
+	w.lagCounted = time.Now()
+	c := w.checkpoint
+	txs, positions := c.HoleArrays()
+	st := readsql.PartitionLag(readsql.Filter{
+		AfterTransactionID: c.TransactionID, AfterPosition: c.GlobalPosition,
+		TotalPartitions: w.total, PartitionKey: w.key, EventTypes: w.p.EventTypes,
+	}, readsql.Holes{TransactionIDs: txs, Positions: positions}, w.p.Name)
+	var lag int64
+	if err := w.pool.QueryRow(ctx, st.SQL, st.Args...).Scan(&lag); err == nil {
+		w.lag.Events = lag
+	}
+}
+
+// databaseFailed waits before retrying after a transient database error: with backoff
+// up to Config.MaxRetryBackoff, logging the first failure in a row and then every
+// dbLogInterval.
+func (w *worker) databaseFailed(ctx context.Context, err error) {
+	d := backoff(w.cfg.RetryBackoff, w.cfg.MaxRetryBackoff, w.dbFailures)
+	if w.dbFailures == 0 {
+		w.dbSince, w.dbLogged = time.Now(), time.Now()
+		w.log.Warn("database error, retrying", "error", err, "retry_in", d.Round(time.Millisecond).String())
+	} else if time.Since(w.dbLogged) >= dbLogInterval {
+		w.dbLogged = time.Now()
+		w.log.Warn("database still unavailable, retrying", "error", err, "failing_for", time.Since(w.dbSince).Round(time.Second).String(),
+			"attempts", w.dbFailures+1, "retry_in", d.Round(time.Millisecond).String())
+	} else {
+		w.log.Debug("database error, retrying", "error", err, "retry_in", d.Round(time.Millisecond).String())
+	}
+	w.dbFailures++
+	w.setState(StateRetrying, RetryDatabase, err)
+	w.obs.Lag(w.partition(), w.lag)
+	sleep(ctx, d)
+}
+
+// databaseBack ends a run of database failures, saying so in the log.
+func (w *worker) databaseBack() {
+	if w.dbFailures > 0 {
+		w.log.Info("database reachable again; continuing", "failed_for", time.Since(w.dbSince).Round(time.Millisecond).String(), "attempts", w.dbFailures)
+		w.dbFailures = 0
+	}
+	if w.failID == uuid.Nil {
+		w.setState(StateRunning, RetryNone, nil)
+	}
+}
+
+// handlerFailed decides what follows a handler failure: a retry (nil, after the
+// backoff) or the end of the partition (the error it stops with).
+func (w *worker) handlerFailed(ctx context.Context, hf *handlerFailure) *HandlerError {
+	ev := hf.event
+	if ev.EventID != w.failID {
+		w.failID, w.failAttempts, w.failSince = ev.EventID, 0, time.Now()
+		var pe *PanicError
+		if errors.As(hf.err, &pe) {
+			// Once per event: the stack is long, and the same on every retry.
+			w.log.Error("handler panicked", "position", ev.Position.String(), "event_id", ev.EventID, "event_type", ev.Type,
+				"aggregate_id", ev.AggregateID, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
+		}
+	}
+	w.failAttempts++
+	permanent := isPermanent(hf.err)
+	// An operator may have skipped the event meanwhile (esgen skip).
+	if err := w.loadSkips(ctx); err == nil && w.skips[ev.EventID] {
+		return nil
+	}
+	// Stop only with the failing event first in its batch: the events before it are
+	// committed first, so the checkpoint ends right before it.
+	if (w.failAttempts > w.cfg.MaxRetries || permanent) && hf.index == 0 {
+		herr := &HandlerError{Projection: w.p.Name, Partition: w.key, Total: w.total, Event: ev, Attempts: w.failAttempts, Err: hf.err}
+		w.log.Error("handler failed; partition stopped before the event",
+			"position", ev.Position.String(), "event_id", ev.EventID, "event_type", ev.Type,
+			"aggregate_type", ev.AggregateType, "aggregate_id", ev.AggregateID, "aggregate_version", ev.AggregateVersion,
+			"attempts", w.failAttempts, "permanent", permanent, "error", hf.err)
+		w.lag.Oldest = time.Since(ev.CreatedAt)
+		w.setState(StateStopped, RetryNone, herr)
+		w.obs.Lag(w.partition(), w.lag)
+		return herr
+	}
+	w.setState(StateRetrying, RetryHandler, hf.err)
+	w.lag.Oldest = time.Since(ev.CreatedAt)
+	w.obs.Lag(w.partition(), w.lag)
+	d := backoff(w.cfg.RetryBackoff, w.cfg.MaxRetryBackoff, w.failAttempts-1)
+	if hf.index > 0 {
+		d = 0 // the events before it are committed first, then it is retried alone
+	}
+	level := slog.LevelWarn
+	if permanent {
+		level = slog.LevelDebug // it is not retried: only the events before it are committed first
+	}
+	w.log.Log(ctx, level, "handler failed, retrying", "position", ev.Position.String(), "event_id", ev.EventID,
+		"event_type", ev.Type, "aggregate_id", ev.AggregateID, "attempt", w.failAttempts, "error", hf.err,
+		"retry_in", d.Round(time.Millisecond).String())
+	if hf.index > 0 {
+		w.limit = hf.index
+		return nil
+	}
+	w.limit = 1
+	sleep(ctx, d)
+	return nil
+}
+
+// waitForSkip keeps a stopped partition stopped (Config.KeepStopped) until its failing
+// event is skipped (then it reports true and the partition goes on) or ctx ends.
+func (w *worker) waitForSkip(ctx context.Context, herr *HandlerError) bool {
+	w.log.Info("partition stays stopped until the event is skipped: esgen skip "+w.p.Name+" --event "+herr.Event.EventID.String()+" --reason …",
+		"event_id", herr.Event.EventID)
+	for sleep(ctx, jitter(w.cfg.PollInterval)) {
+		if time.Since(w.lagCounted) >= lagCountInterval {
+			w.countLag(ctx)
+		}
+		w.lag.Oldest = time.Since(herr.Event.CreatedAt)
+		w.obs.Lag(w.partition(), w.lag)
+		if err := w.loadSkips(ctx); err == nil && w.skips[herr.Event.EventID] {
+			w.log.Info("the event was skipped; the partition goes on", "event_id", herr.Event.EventID)
+			w.limit = 1
+			return true
+		}
+	}
+	return false
+}
+
+func (w *worker) refreshRetired(ctx context.Context) {
+	high, err := queries.LatestRetired(ctx, w.pool, w.p.Name)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		w.skipRetired = false
+	case err != nil:
+		w.skipRetired = true // the safe choice
+	default:
+		w.skipRetired = true
+		w.retiredHigh = eventstore.Position{TransactionID: high.LastTransactionID.Uint64, GlobalPosition: high.LastPosition}
+	}
 }
 
 // batch runs one transaction: read, lock the checkpoint, handle, move the checkpoint.
 // It reports how many events it handled and whether the read was full (more may be
 // waiting).
 func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err error) {
+	began := time.Now()
 	limit := w.cfg.BatchSize
 	if w.limit > 0 {
 		limit, w.limit = w.limit, 0 // one smaller batch; run sets it again on a failure
@@ -233,6 +409,7 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 			return 0, false, fmt.Errorf("read checkpoint: %w", err)
 		}
 		from = cursorOf(cp)
+		w.checkpoint = from
 	}
 	// An idle partition's checkpoint follows the head of the stream now and then (on
 	// every poll while retired layouts exist, so that they can be dropped), not on
@@ -273,24 +450,47 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 		return 0, false, errFenced
 	}
 	retried := false // the event that failed before is in this batch
-	hctx := context.WithValue(hardCtx, partitionKey{}, Partition{Projection: w.p.Name, Key: w.key, Total: w.total, Generation: w.gen})
+	skipped := 0
+	hctx := context.WithValue(hardCtx, partitionKey{}, w.partition())
+	// The handlers' writes queued through Queue go out together (one pipeline), before
+	// any other statement on the batch's transaction and at the latest before the
+	// checkpoint moves; a failed one is the failure of the event that queued it.
+	btx := newBatchTx(tx)
+	failure := func(i int, err error) error {
+		if isTransient(err) {
+			return fmt.Errorf("handler: %w", err)
+		}
+		if j, ok := queuedOwner(err); ok {
+			i = j
+		}
+		failed := rows[i]
+		failed.Payload, failed.Metadata = nil, nil
+		return &handlerFailure{index: i, event: failed, err: err}
+	}
 	for i := range rows {
 		ev := &rows[i]
+		if w.skips[ev.EventID] {
+			if err := w.passSkipped(hctx, btx, ev); err != nil {
+				return 0, false, err
+			}
+			skipped++
+			retried = retried || ev.EventID == w.failID
+			continue
+		}
 		if w.log.Enabled(hctx, slog.LevelDebug) {
 			w.log.Debug("handling event", "position", ev.Position.String(), "aggregate_type", ev.AggregateType,
 				"aggregate_id", ev.AggregateID, "aggregate_version", ev.AggregateVersion, "event_type", ev.Type, "event_id", ev.EventID)
 		}
-		if err := handle(hctx, w.p.Handler, tx, ev); err != nil {
-			if isTransient(err) {
-				return 0, false, fmt.Errorf("handler: %w", err)
-			}
-			failed := *ev
-			failed.Payload, failed.Metadata = nil, nil
-			return 0, false, &handlerFailure{index: i, event: failed, err: err}
+		btx.event = i
+		if err := handle(hctx, w.p.Handler, btx, ev); err != nil {
+			return 0, false, failure(i, err)
 		}
 		if ev.EventID == w.failID {
 			retried = true
 		}
+	}
+	if err := btx.flush(hctx); err != nil {
+		return 0, false, failure(len(rows)-1, err)
 	}
 	oldTxs, oldPos := from.HoleArrays()
 	newTxs, newPos := to.HoleArrays()
@@ -315,24 +515,49 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	if err := tx.Commit(hardCtx); err != nil {
 		return 0, false, fmt.Errorf("commit batch up to %s: %w", to, err)
 	}
-	w.processed += int64(len(rows))
+	w.processed += int64(len(rows) - skipped)
+	w.checkpoint = to
+	if len(rows) > 0 {
+		w.obs.Batch(w.partition(), len(rows)-skipped, skipped, time.Since(began))
+		w.lag.Oldest = time.Since(rows[len(rows)-1].CreatedAt)
+	}
 	if full {
 		w.next = &to
 	}
 	if retried {
 		w.failID, w.failAttempts = uuid.Nil, 0
 	}
-	if w.skipRetired && !full {
+	if !full && time.Since(w.skipsLoaded) >= skipInterval {
+		_ = w.loadSkips(ctx)
+	}
+	// Once this partition has passed every retired checkpoint, the retired layouts may
+	// be finished: try to delete them (the last partition to pass them succeeds), at
+	// most every few seconds per partition.
+	if w.skipRetired && !full && !to.Low().Less(w.retiredHigh) && time.Since(w.lastCleanup) >= lagCountInterval {
 		w.dropFinishedLayouts(ctx)
 	}
 	return len(rows), full, nil
 }
 
-// handle calls the handler, turning a panic into an error.
+// passSkipped passes an event skipped on purpose (esgen skip) instead of handling it,
+// and records that it did in the batch's transaction.
+func (w *worker) passSkipped(ctx context.Context, tx pgx.Tx, ev *eventstore.Event) error {
+	err := queries.MarkSkippedPassed(ctx, tx, dbsqlc.MarkSkippedPassedParams{
+		Projection: w.p.Name, EventID: pgUUID(ev.EventID), PartitionKey: int32(w.key), PartitionCount: int32(w.total),
+	})
+	if err != nil {
+		return fmt.Errorf("record the skip of event %s: %w", ev.EventID, err)
+	}
+	w.log.Warn("event skipped on purpose (esgen skip); not handled", "position", ev.Position.String(), "event_id", ev.EventID,
+		"event_type", ev.Type, "aggregate_type", ev.AggregateType, "aggregate_id", ev.AggregateID, "aggregate_version", ev.AggregateVersion)
+	return nil
+}
+
+// handle calls the handler, turning a panic into a [*PanicError] with its stack.
 func handle(ctx context.Context, h Handler, tx pgx.Tx, ev *eventstore.Event) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panicked: %v", r)
+			err = &PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
 	return h.Handle(ctx, tx, ev)
@@ -340,6 +565,7 @@ func handle(ctx context.Context, h Handler, tx pgx.Tx, ev *eventstore.Event) (er
 
 // dropFinishedLayouts deletes retired layouts that every live checkpoint has passed.
 func (w *worker) dropFinishedLayouts(ctx context.Context) {
+	w.lastCleanup = time.Now()
 	n, err := deleteFinishedLayouts(ctx, w.pool, w.p.Name)
 	if err != nil {
 		w.log.Debug("could not delete finished layouts", "error", err)

@@ -97,7 +97,7 @@ func TestMainWithConstructsTheHandlers(t *testing.T) {
 	out := &lockedBuffer{}
 	code := make(chan int, 1)
 	go func() {
-		code <- runMain(runCtx, newProjection, newHandlers, []string{"--partition-key=all", "--total-partitions=2"}, lookup, out)
+		code <- runMain(runCtx, newProjection, newHandlers, []string{"--partition-key=all", "--total-partitions=2"}, lookup, out, out)
 	}()
 	deadline := time.Now().Add(time.Minute)
 	for n.Load() < 10 && time.Now().Before(deadline) {
@@ -135,12 +135,12 @@ func TestMainWithConstructorError(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": url}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	out := &lockedBuffer{}
-	if code := runMain(context.Background(), newProjection, newHandlers, nil, lookup, out); code != 1 ||
+	if code := runMain(context.Background(), newProjection, newHandlers, nil, lookup, out, out); code != 1 ||
 		!strings.Contains(out.String(), `msg="projector stopped: cannot construct the handlers" projection=p error="no API key: set BILLING_API_KEY"`) {
 		t.Errorf("exit %d\n%s", code, out.String())
 	}
 	out = &lockedBuffer{}
-	if code := runMain(context.Background(), newProjection, newHandlers, []string{"--total-partitions=2"}, lookup, out); code != 2 || calls.Load() != 1 {
+	if code := runMain(context.Background(), newProjection, newHandlers, []string{"--total-partitions=2"}, lookup, out, out); code != 2 || calls.Load() != 1 {
 		t.Errorf("bad settings: exit %d, constructor called %d times in all\n%s", code, calls.Load(), out.String())
 	}
 }
@@ -153,7 +153,7 @@ func TestProjectorWithoutTablesSaysRunMigrate(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": url}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	out := &lockedBuffer{}
-	if code := runProjection(context.Background(), p, nil, lookup, out); code != 1 ||
+	if code := runProjection(context.Background(), p, nil, lookup, out, out); code != 1 ||
 		!strings.Contains(out.String(), `error="projection p: esgen's tables are missing: run esgen migrate (or apply sql/migrations with psql)"`) {
 		t.Errorf("exit %d\n%s", code, out.String())
 	}

@@ -42,7 +42,7 @@ func TestNewlyHandledTypeWithHistoryExits2(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": url}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	go func() {
-		done <- runProjection(runCtx, projection.Projection{Name: "orders", EventTypes: []string{"Placed"}, Handler: nop}, nil, lookup, &lockedBuffer{})
+		done <- runProjection(runCtx, projection.Projection{Name: "orders", EventTypes: []string{"Placed"}, Handler: nop}, nil, lookup, &lockedBuffer{}, &lockedBuffer{})
 	}()
 	pgtest.WaitFor(t, time.Minute, "the checkpoint to reach the head", func() bool {
 		var n int
@@ -56,7 +56,7 @@ func TestNewlyHandledTypeWithHistoryExits2(t *testing.T) {
 	}
 
 	out := &lockedBuffer{}
-	code := runProjection(ctx, projection.Projection{Name: "orders", EventTypes: []string{"Placed", "Shipped"}, Handler: nop}, nil, lookup, out)
+	code := runProjection(ctx, projection.Projection{Name: "orders", EventTypes: []string{"Placed", "Shipped"}, Handler: nop}, nil, lookup, &lockedBuffer{}, out)
 	if code != 2 || !strings.Contains(out.String(), "projection orders now handles Shipped (1 event)") || !strings.Contains(out.String(), "esgen accept-skip orders Shipped") {
 		t.Errorf("exit %d\n%s", code, out.String())
 	}

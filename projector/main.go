@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/esgen-dev/esgen/internal/buildinfo"
 	"github.com/esgen-dev/esgen/projection"
 )
 
@@ -24,21 +25,31 @@ import (
 //
 //	--database          DATABASE_URL       PostgreSQL connection URL (required)
 //	--partition-key     PARTITION_KEY      the partition(s) to run: 0, a list 0,2, or all (default 0)
-//	--total-partitions  TOTAL_PARTITIONS   the partition count (default 1)
+//	--total-partitions  TOTAL_PARTITIONS   the partition count, 1..1024 (default 1)
 //	--batch-size        BATCH_SIZE         events per transaction (default 500)
 //	--poll-interval     POLL_INTERVAL      longest wait for new events (default 1s)
-//	--no-notify         NO_NOTIFY=1        poll only, no LISTEN
+//	--no-notify         NO_NOTIFY=true     poll only, no LISTEN
 //	--max-retries       MAX_RETRIES        handler retries per event before stopping (default 5)
 //	--log-level         LOG_LEVEL          debug, info, warn or error (default info)
 //	--log-format        LOG_FORMAT         text or json (default text)
-//	--rescale           RESCALE=1          allow switching back to a partition count used before
+//	--progress-interval PROGRESS_INTERVAL  how often a partition that handled events logs its progress (default 10s)
+//	--rescale           RESCALE=true       switch the layout to this partition count if it differs
+//	--metrics-addr      METRICS_ADDR       serve /metrics, /healthz and /readyz on this address, e.g. :9090
+//	--health-threshold  HEALTH_THRESHOLD   database retries or a batch this long fail /healthz (default 1m)
+//	--shutdown-timeout  SHUTDOWN_TIMEOUT   how long the batch in hand may finish after SIGTERM (default 25s)
+//	--version                              print the build's versions and exit
 //
-// A bad setting ends the process with a one-line message and exit code 2. SIGINT and
-// SIGTERM finish (or, after 30 s, roll back) the batch in hand and exit 0. A fatal
-// error (a handler failing on an event past its retries, a changed partition count) is
-// logged and ends the process with exit code 1; one that needs a decision first
-// (projection.ErrDecisionNeeded: newly handled event types with events behind the
-// checkpoints) with exit code 2.
+// Boolean settings take true/false, 1/0, yes/no or on/off. A bad setting ends the
+// process with a one-line message and exit code 2, and so does a partition count that
+// differs from the projection's (unless --rescale) and a start that needs a decision
+// first (projection.ErrDecisionNeeded: newly handled event types with events behind
+// the checkpoints; rebuild the projection or accept the skip). SIGINT and SIGTERM
+// finish (or, after the shutdown timeout, roll back) the batch in hand and exit 0. A
+// fatal error (a handler failing on an event past its retries, a partition count
+// changed by another worker, a rebuild requested while it ran) is logged and ends the
+// process with exit code 1; with --metrics-addr, a partition whose handler fails stays
+// stopped instead (reported by /healthz and the metrics) while the others go on, until
+// its event is skipped with esgen skip.
 func Main(p projection.Projection) {
 	MainWith(func(projection.Handler) projection.Projection { return p },
 		func(context.Context, Deps) (projection.Handler, error) { return p.Handler, nil })
@@ -78,18 +89,25 @@ type Deps struct {
 // generated New functions only keep it).
 func MainWith[H any](newProjection func(H) projection.Projection, newHandlers func(ctx context.Context, deps Deps) (H, error)) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := runMain(ctx, newProjection, newHandlers, os.Args[1:], os.LookupEnv, os.Stderr)
+	code := runMain(ctx, newProjection, newHandlers, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // settings is what Main parsed.
 type settings struct {
-	url       string
-	cfg       projection.Config
-	logLevel  slog.Level
-	logFormat string
+	url             string
+	cfg             projection.Config
+	logLevel        slog.Level
+	logFormat       string
+	metricsAddr     string
+	healthThreshold time.Duration
+	version         bool
 }
+
+// DefaultHealthThreshold is how long a partition may retry the database, or run one
+// batch, before /healthz fails.
+const DefaultHealthThreshold = time.Minute
 
 // usageErr is a bad setting (exit code 2).
 type usageErr struct{ msg string }
@@ -97,16 +115,20 @@ type usageErr struct{ msg string }
 func (e usageErr) Error() string { return e.msg }
 
 func runMain[H any](ctx context.Context, newProjection func(H) projection.Projection, newHandlers func(context.Context, Deps) (H, error),
-	args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
+	args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
 	var zero H
 	p := newProjection(zero)
-	s, err := parseSettings(p, args, lookupEnv, stderr)
+	s, err := parseSettings(p, args, lookupEnv, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s-projector: %v\n", p.Name, err)
 		return 2
+	}
+	if s.version {
+		fmt.Fprintf(stdout, "%s-projector: %s\n", p.Name, buildinfo.Read())
+		return 0
 	}
 	opts := &slog.HandlerOptions{Level: s.logLevel}
 	var lh slog.Handler = slog.NewTextHandler(stderr, opts)
@@ -127,6 +149,20 @@ func runMain[H any](ctx context.Context, newProjection func(H) projection.Projec
 			partitions = append(partitions, k)
 		}
 	}
+	var mon *monitor
+	if s.metricsAddr != "" {
+		mon = newMonitor(p.Name, partitions, s.cfg.TotalPartitions, s.healthThreshold, max(s.cfg.PollInterval, projection.DefaultPollInterval))
+		stopServer, addr, err := mon.serve(s.metricsAddr, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s-projector: --metrics-addr=%s: %v\n", p.Name, s.metricsAddr, err)
+			return 2
+		}
+		defer stopServer()
+		log.Info("serving metrics and health checks", "addr", addr, "paths", "/metrics /healthz /readyz")
+		s.cfg.Observer = mon
+		// A partition that stops stays stopped, for /healthz and the metrics to say so.
+		s.cfg.KeepStopped = true
+	}
 	// Two connections per partition (the batch in hand and the next one, read ahead
 	// while catching up), plus one for layout and clean-up queries.
 	pcfg.MaxConns = int32(2*len(partitions) + 1)
@@ -136,7 +172,8 @@ func runMain[H any](ctx context.Context, newProjection func(H) projection.Projec
 		return 1
 	}
 	defer pool.Close()
-	log.Info("projector starting", "projection", p.Name, "partition_keys", s.cfg.Partitions, "total_partitions", s.cfg.TotalPartitions)
+	log.Info("projector starting", "projection", p.Name, "partition_keys", s.cfg.Partitions, "total_partitions", s.cfg.TotalPartitions,
+		"version", buildinfo.Read().Version)
 	deps := Deps{Projection: p.Name, Pool: pool, Logger: log.With("projection", p.Name), Partitions: partitions, TotalPartitions: s.cfg.TotalPartitions}
 	h, err := newHandlers(ctx, deps)
 	if err != nil {
@@ -145,41 +182,61 @@ func runMain[H any](ctx context.Context, newProjection func(H) projection.Projec
 	}
 	p = newProjection(h)
 	if err := projection.Run(ctx, pool, p, s.cfg); err != nil {
-		log.Error("projector stopped", "projection", p.Name, "error", err)
-		if errors.Is(err, projection.ErrDecisionNeeded) {
-			return 2 // e.g. newly handled event types with history: rebuild or accept the skip
+		var cm *projection.CountMismatchError
+		if errors.As(err, &cm) || errors.Is(err, projection.ErrDecisionNeeded) {
+			// A setting that does not fit the projection, or newly handled event types
+			// with history (rebuild it or accept the skip): nothing has changed.
+			log.Error("projector refused to start", "projection", p.Name, "error", err)
+			return 2
 		}
+		log.Error("projector stopped", "projection", p.Name, "error", err)
 		return 1
 	}
 	log.Info("projector stopped", "projection", p.Name)
 	return 0
 }
 
-func parseSettings(p projection.Projection, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (settings, error) {
+func parseSettings(p projection.Projection, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) (settings, error) {
 	fs := flag.NewFlagSet(p.Name+"-projector", flag.ContinueOnError)
+	// The flag package prints a parse error and calls Usage on stderr; -h prints the
+	// usage on stdout below.
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s-projector [flags]\n\nRuns projection %s. Each flag has an environment variable; flags win over the environment.\n\n", p.Name, p.Name)
+	fs.Usage = func() {}
+	usage := func(w io.Writer) {
+		fmt.Fprintf(w, "usage: %s-projector [flags]\n\nRuns projection %s. Each flag has an environment variable; flags win over the environment.\nBoolean settings take true/false, 1/0, yes/no or on/off.\n\n", p.Name, p.Name)
+		fs.SetOutput(w)
 		fs.PrintDefaults()
+		fs.SetOutput(stderr)
 	}
 	fs.String("database", "", "PostgreSQL connection URL (env DATABASE_URL)")
 	fs.String("partition-key", "", "partition key(s) to run: 0, a list 0,2, or all (env PARTITION_KEY; default 0)")
-	fs.String("total-partitions", "", "partition count (env TOTAL_PARTITIONS; default 1)")
+	fs.String("total-partitions", "", fmt.Sprintf("partition count, 1..%d (env TOTAL_PARTITIONS; default 1)", projection.MaxPartitions))
 	fs.String("batch-size", "", "events per transaction (env BATCH_SIZE; default 500)")
 	fs.String("poll-interval", "", "longest wait for new events, e.g. 1s (env POLL_INTERVAL)")
 	fs.String("max-retries", "", "handler retries per event before the partition stops (env MAX_RETRIES; default 5)")
 	fs.String("log-level", "", "debug, info, warn or error (env LOG_LEVEL; default info)")
 	fs.String("log-format", "", "text or json (env LOG_FORMAT; default text)")
-	noNotify := fs.Bool("no-notify", false, "poll only, do not LISTEN for appends (env NO_NOTIFY=1)")
-	rescale := fs.Bool("rescale", false, "allow switching back to a partition count used before (env RESCALE=1)")
+	fs.String("progress-interval", "", "how often each partition logs its progress, when it handled events (env PROGRESS_INTERVAL; default 10s)")
+	fs.String("metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz on this address, e.g. :9090 (env METRICS_ADDR; default off)")
+	fs.String("health-threshold", "", "database retries, or a batch, this long make /healthz fail (env HEALTH_THRESHOLD; default 1m)")
+	fs.String("shutdown-timeout", "", "after SIGTERM, how long the batch in hand may finish before it is rolled back (env SHUTDOWN_TIMEOUT; default 25s, below Kubernetes' 30s grace period)")
+	fs.Var(boolFlag{new(string)}, "no-notify", "poll only, do not LISTEN for appends (env NO_NOTIFY)")
+	fs.Var(boolFlag{new(string)}, "rescale", "switch the projection to --total-partitions if its count differs, on purpose (env RESCALE); without it such a worker refuses to start")
+	version := fs.Bool("version", false, "print the build's versions and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
 			return settings{}, err
 		}
-		return settings{}, usageErr{err.Error()}
+		return settings{}, usageErr{err.Error() + " (-h lists the flags)"}
 	}
 	if fs.NArg() > 0 {
 		return settings{}, usageErr{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	var s settings
+	if *version {
+		s.version = true
+		return s, nil
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -194,7 +251,6 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 		}
 		return "", "", false
 	}
-	var s settings
 	if v, _, ok := get("database", "DATABASE_URL"); ok {
 		s.url = v
 	} else {
@@ -205,6 +261,9 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
 			return s, usageErr{fmt.Sprintf("%s is not a valid partition count: use a whole number of at least 1", name)}
+		}
+		if n > projection.MaxPartitions {
+			return s, usageErr{fmt.Sprintf("%s is more than the %d partitions a projection may have (a typo?)", name, projection.MaxPartitions)}
 		}
 		if !p.Partitioned && n > 1 {
 			return s, usageErr{fmt.Sprintf("%s: projection %s is not partitioned and runs with 1 partition", name, p.Name)}
@@ -247,12 +306,29 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 		}
 		s.cfg.BatchSize = n
 	}
-	if v, name, ok := get("poll-interval", "POLL_INTERVAL"); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return s, usageErr{fmt.Sprintf("%s is not a valid interval: use a positive duration like 500ms or 2s", name)}
+	duration := func(flagName, env string, dst *time.Duration) error {
+		if v, name, ok := get(flagName, env); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return usageErr{fmt.Sprintf("%s is not a valid duration: use a positive duration like 500ms, 2s or 1m", name)}
+			}
+			*dst = d
 		}
-		s.cfg.PollInterval = d
+		return nil
+	}
+	if err := duration("poll-interval", "POLL_INTERVAL", &s.cfg.PollInterval); err != nil {
+		return s, err
+	}
+	if err := duration("progress-interval", "PROGRESS_INTERVAL", &s.cfg.ProgressInterval); err != nil {
+		return s, err
+	}
+	s.healthThreshold = DefaultHealthThreshold
+	if err := duration("health-threshold", "HEALTH_THRESHOLD", &s.healthThreshold); err != nil {
+		return s, err
+	}
+	s.cfg.ShutdownTimeout = projection.DefaultShutdownTimeout
+	if err := duration("shutdown-timeout", "SHUTDOWN_TIMEOUT", &s.cfg.ShutdownTimeout); err != nil {
+		return s, err
 	}
 	if v, name, ok := get("max-retries", "MAX_RETRIES"); ok {
 		n, err := strconv.Atoi(v)
@@ -277,13 +353,60 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 		}
 		s.logFormat = v
 	}
-	s.cfg.DisableNotify = *noNotify || envTrue(lookupEnv, "NO_NOTIFY")
-	s.cfg.Rescale = *rescale || envTrue(lookupEnv, "RESCALE")
+	if v, _, ok := get("metrics-addr", "METRICS_ADDR"); ok {
+		s.metricsAddr = v
+	}
+	var err error
+	if s.cfg.DisableNotify, err = boolSetting(get("no-notify", "NO_NOTIFY")); err != nil {
+		return s, err
+	}
+	if s.cfg.Rescale, err = boolSetting(get("rescale", "RESCALE")); err != nil {
+		return s, err
+	}
 	return s, nil
 }
 
-func envTrue(lookupEnv func(string) (string, bool), name string) bool {
-	v, _ := lookupEnv(name)
-	b, _ := strconv.ParseBool(v)
-	return b
+// parseBool reads a boolean setting: strconv.ParseBool's spellings (1, t, true, 0, f,
+// false, in any case) and yes/no, on/off.
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "yes", "y", "on":
+		return true, nil
+	case "no", "n", "off":
+		return false, nil
+	}
+	return strconv.ParseBool(strings.TrimSpace(v))
 }
+
+// boolSetting reads a boolean setting as get returns it (false when not set).
+func boolSetting(v, name string, ok bool) (bool, error) {
+	if !ok {
+		return false, nil
+	}
+	b, err := parseBool(v)
+	if err != nil {
+		return false, usageErr{fmt.Sprintf("%s is not a boolean: use true or false (also 1/0, yes/no, on/off)", name)}
+	}
+	return b, nil
+}
+
+// boolFlag is a boolean flag (--rescale, --rescale=false) that keeps its text, so that
+// it is read like the environment variable with parseBool.
+type boolFlag struct{ v *string }
+
+func (f boolFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return *f.v
+}
+
+func (f boolFlag) Set(v string) error {
+	if _, err := parseBool(v); err != nil {
+		return errors.New("not a boolean: use true or false (also 1/0, yes/no, on/off)")
+	}
+	*f.v = v
+	return nil
+}
+
+func (boolFlag) IsBoolFlag() bool { return true }

@@ -44,10 +44,16 @@ func TestParseSettings(t *testing.T) {
 		{part, nil, nil, "DATABASE_URL is not set", nil, 0},
 		{part, nil, []string{db, "LOG_LEVEL=loud"}, "LOG_LEVEL=loud is not a log level", nil, 0},
 		{part, []string{"--log-format=xml"}, []string{db}, "--log-format=xml is not a log format", nil, 0},
-		{part, nil, []string{db, "POLL_INTERVAL=soon"}, "POLL_INTERVAL=soon is not a valid interval", nil, 0},
+		{part, nil, []string{db, "POLL_INTERVAL=soon"}, "POLL_INTERVAL=soon is not a valid duration", nil, 0},
 		{part, []string{"--batch-size=0"}, []string{db}, "--batch-size=0 is not a valid batch size", nil, 0},
 		{part, []string{"extra"}, []string{db}, `unexpected argument "extra"`, nil, 0},
 		{part, []string{"--bogus"}, []string{db}, "flag provided but not defined", nil, 0},
+		{part, nil, []string{db, "TOTAL_PARTITIONS=100000", "PARTITION_KEY=0"}, "TOTAL_PARTITIONS=100000 is more than the 1024 partitions a projection may have", nil, 0},
+		{part, nil, []string{db, "TOTAL_PARTITIONS=1024", "PARTITION_KEY=1023"}, "", []int{1023}, 1024},
+		{part, nil, []string{db, "NO_NOTIFY=maybe"}, "NO_NOTIFY=maybe is not a boolean: use true or false (also 1/0, yes/no, on/off)", nil, 0},
+		{part, []string{"--rescale=sometimes"}, []string{db}, "not a boolean", nil, 0},
+		{part, nil, []string{db, "SHUTDOWN_TIMEOUT=-1s"}, "SHUTDOWN_TIMEOUT=-1s is not a valid duration", nil, 0},
+		{part, nil, []string{db, "HEALTH_THRESHOLD=never"}, "HEALTH_THRESHOLD=never is not a valid duration", nil, 0},
 	}
 	for _, c := range cases {
 		env := map[string]string{}
@@ -56,7 +62,7 @@ func TestParseSettings(t *testing.T) {
 			env[k] = v
 		}
 		lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-		s, err := parseSettings(c.p, c.args, lookup, io.Discard)
+		s, err := parseSettings(c.p, c.args, lookup, io.Discard, io.Discard)
 		if c.want != "" {
 			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("%v %v: got %v, want %q", c.args, c.env, err, c.want)
@@ -74,13 +80,37 @@ func TestParseSettings(t *testing.T) {
 	// Flags win over the environment; the rest of the settings are read.
 	env := map[string]string{"DATABASE_URL": "postgres://env", "LOG_LEVEL": "debug", "NO_NOTIFY": "1", "BATCH_SIZE": "7", "MAX_RETRIES": "0"}
 	s, err := parseSettings(part, []string{"--database=postgres://flag", "--poll-interval=250ms", "--log-format=json", "--rescale"},
-		func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard)
+		func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.url != "postgres://flag" || s.logLevel != slog.LevelDebug || !s.cfg.DisableNotify || s.cfg.BatchSize != 7 ||
-		s.cfg.PollInterval != 250*time.Millisecond || s.logFormat != "json" || !s.cfg.Rescale || s.cfg.WithDefaults().MaxRetries != 0 {
+		s.cfg.PollInterval != 250*time.Millisecond || s.logFormat != "json" || !s.cfg.Rescale || s.cfg.WithDefaults().MaxRetries != 0 ||
+		s.cfg.ShutdownTimeout != projection.DefaultShutdownTimeout || s.healthThreshold != DefaultHealthThreshold || s.metricsAddr != "" {
 		t.Errorf("settings: %+v", s)
+	}
+	// The default drain fits in Kubernetes' default grace period of 30 s.
+	if projection.DefaultShutdownTimeout >= 30*time.Second {
+		t.Errorf("default shutdown timeout %s is not below Kubernetes' 30 s", projection.DefaultShutdownTimeout)
+	}
+	// Boolean settings take the usual spellings, from the environment and as flags.
+	for v, want := range map[string]bool{"1": true, "true": true, "TRUE": true, "t": true, "yes": true, "Yes": true, "on": true, "y": true,
+		"0": false, "false": false, "f": false, "no": false, "off": false, "OFF": false} {
+		env := map[string]string{"DATABASE_URL": "postgres://env", "NO_NOTIFY": v, "RESCALE": v}
+		s, err := parseSettings(part, nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard, io.Discard)
+		if err != nil || s.cfg.DisableNotify != want || s.cfg.Rescale != want {
+			t.Errorf("NO_NOTIFY=RESCALE=%s: %v, notify off %v, rescale %v; want %v", v, err, s.cfg.DisableNotify, s.cfg.Rescale, want)
+		}
+		s, err = parseSettings(part, []string{"--no-notify=" + v, "--rescale=" + v}, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard, io.Discard)
+		if err != nil || s.cfg.DisableNotify != want || s.cfg.Rescale != want {
+			t.Errorf("--no-notify=%s: %v, %v", v, err, s.cfg.DisableNotify)
+		}
+	}
+	// The other settings.
+	env = map[string]string{"DATABASE_URL": "postgres://env", "METRICS_ADDR": "127.0.0.1:0", "SHUTDOWN_TIMEOUT": "10s", "HEALTH_THRESHOLD": "2m"}
+	s, err = parseSettings(part, nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard, io.Discard)
+	if err != nil || s.metricsAddr != "127.0.0.1:0" || s.cfg.ShutdownTimeout != 10*time.Second || s.healthThreshold != 2*time.Minute {
+		t.Errorf("settings: %v %+v", err, s)
 	}
 }
 
@@ -88,22 +118,48 @@ func TestRunMainExitCodes(t *testing.T) {
 	t.Parallel()
 	h := projection.HandlerFunc(func(context.Context, pgx.Tx, *eventstore.Event) error { return nil })
 	p := projection.Projection{Name: "p", Partitioned: true, Handler: h}
-	var out strings.Builder
-	env := map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1:1/db", "TOTAL_PARTITIONS": "4", "PARTITION_KEY": "5"}
+	var stdout, stderr strings.Builder
+	secret := "postgres://x:s3cret-pw@127.0.0.1:1/db"
+	env := map[string]string{"DATABASE_URL": secret, "TOTAL_PARTITIONS": "4", "PARTITION_KEY": "5"}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	if code := runProjection(context.Background(), p, nil, lookup, &out); code != 2 ||
-		out.String() != "p-projector: PARTITION_KEY=5 is out of range: with 4 partitions the key must be 0..3\n" {
-		t.Errorf("exit %d, output %q", code, out.String())
+	if code := runProjection(context.Background(), p, nil, lookup, &stdout, &stderr); code != 2 || stdout.Len() != 0 ||
+		stderr.String() != "p-projector: PARTITION_KEY=5 is out of range: with 4 partitions the key must be 0..3\n" {
+		t.Errorf("exit %d, output %q", code, stderr.String())
 	}
-	out.Reset()
-	if code := runProjection(context.Background(), p, []string{"-h"}, lookup, &out); code != 0 || !strings.Contains(out.String(), "-total-partitions") || !strings.Contains(out.String(), "flags win") {
-		t.Errorf("-h: exit %d, output %q", code, out.String())
+	// -h: the usage on stdout, exit 0, and no password from the environment.
+	stdout.Reset()
+	stderr.Reset()
+	if code := runProjection(context.Background(), p, []string{"-h"}, lookup, &stdout, &stderr); code != 0 || stderr.Len() != 0 ||
+		!strings.Contains(stdout.String(), "-total-partitions") || !strings.Contains(stdout.String(), "flags win") ||
+		!strings.Contains(stdout.String(), "-metrics-addr") || !strings.Contains(stdout.String(), "-shutdown-timeout") {
+		t.Errorf("-h: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	// A usage error: stderr, exit 2.
+	stdout.Reset()
+	stderr.Reset()
+	if code := runProjection(context.Background(), p, []string{"--bogus"}, lookup, &stdout, &stderr); code != 2 || stdout.Len() != 0 ||
+		!strings.Contains(stderr.String(), "flag provided but not defined: -bogus") {
+		t.Errorf("--bogus: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	// --version: stdout, exit 0.
+	stdout.Reset()
+	stderr.Reset()
+	if code := runProjection(context.Background(), p, []string{"--version"}, lookup, &stdout, &stderr); code != 0 ||
+		!strings.HasPrefix(stdout.String(), "p-projector: ") || !strings.Contains(stdout.String(), " go1.") {
+		t.Errorf("--version: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	// A malformed URL with a password: named, the password not shown.
+	stdout.Reset()
+	stderr.Reset()
+	env = map[string]string{"DATABASE_URL": "postgres://x:s3cret-pw@127.0.0.1:bad/db"}
+	if code := runProjection(context.Background(), p, nil, lookup, &stdout, &stderr); code != 2 || strings.Contains(stderr.String(), "s3cret") {
+		t.Errorf("bad URL: exit %d, stderr %q", code, stderr.String())
 	}
 }
 
 // runProjection is runMain for a projection whose handler needs no constructor, as
 // Main runs it.
-func runProjection(ctx context.Context, p projection.Projection, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
+func runProjection(ctx context.Context, p projection.Projection, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
 	return runMain(ctx, func(projection.Handler) projection.Projection { return p },
-		func(context.Context, Deps) (projection.Handler, error) { return p.Handler, nil }, args, lookupEnv, stderr)
+		func(context.Context, Deps) (projection.Handler, error) { return p.Handler, nil }, args, lookupEnv, stdout, stderr)
 }

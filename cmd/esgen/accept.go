@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -16,18 +15,15 @@ func init() {
 }
 
 func runAcceptSkip(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("accept-skip", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: esgen accept-skip <projection> <EventType>... [--database=URL]")
-		fmt.Fprintln(stderr, "\nA projector that starts handling an event type with events at or before its")
-		fmt.Fprintln(stderr, "checkpoints refuses to start. This command decides to skip them: the projection")
-		fmt.Fprintln(stderr, "handles the type's new events only, and never those. The skip is recorded, with how")
-		fmt.Fprintln(stderr, "many events it concerns, and esgen status shows it. (The other choice: esgen rebuild.)")
-		fs.PrintDefaults()
-	}
+	fs := newFlags("accept-skip", `usage: esgen accept-skip <projection> <EventType>... [--database=URL]
+
+A projector that starts handling an event type with events at or before its
+checkpoints refuses to start. This command decides to skip them: the projection
+handles the type's new events only, and never those. The skip is recorded, with how
+many events it concerns, and esgen status shows it as event types skipped on purpose.
+(The other choice: esgen rebuild. To pass a single poison event: esgen skip.)`, stdout)
 	db := databaseFlag(fs)
-	names, err := parseNamed(fs, args)
+	names, err := fs.parseInterspersed(args)
 	if err != nil {
 		return err
 	}

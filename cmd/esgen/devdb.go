@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -27,20 +26,15 @@ var dbNamePattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 // DATABASE_URL already set (and no -private), it only checks that the database answers
 // and prints the same line.
 func runDevDB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("devdb", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: esgen devdb [-name db] [-private]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Starts a throw-away PostgreSQL for development, prints `export DATABASE_URL=...`")
-		fmt.Fprintln(stderr, "and keeps it running until Ctrl+C, then removes it. Nothing is applied to the")
-		fmt.Fprintln(stderr, "database: run the migrations yourself (psql -f or esgen migrate).")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlags("devdb", `usage: esgen devdb [-name db] [-private]
+
+Starts a throw-away PostgreSQL for development, prints `+"`export DATABASE_URL=...`"+`
+and keeps it running until Ctrl+C, then removes it. Nothing is applied to the
+database: run the migrations yourself (psql -f or esgen migrate). With DATABASE_URL
+set (and no -private), it only checks that the database answers.`, stdout)
 	name := fs.String("name", "esgen_dev", "name of the database to create")
 	private := fs.Bool("private", false, "start a throw-away server even when DATABASE_URL is set")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -58,6 +52,11 @@ func runDevDB(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("DATABASE_URL is set but does not answer: %w (unset it to get a throw-away server)", err)
 		}
 		conn.Close(context.WithoutCancel(ctx))
+		if hasPassword(u) {
+			// Never print a password: the shell has the variable already.
+			fmt.Fprintf(stderr, "esgen devdb: DATABASE_URL (%s) is set and answers; use it (or pass -private for a throw-away server)\n", redact(u))
+			return nil
+		}
 		fmt.Fprintln(stderr, "esgen devdb: DATABASE_URL is set and answers; use it (or pass -private for a throw-away server)")
 		fmt.Fprintf(stdout, "export DATABASE_URL=%s\n", shellQuote(u))
 		return nil

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -200,21 +201,39 @@ func TestDevDBProcessStopsOnSIGTERM(t *testing.T) {
 }
 
 func TestDevDBUsesDatabaseURL(t *testing.T) {
-	url := pgtest.NewEmptyDatabase(t)
-	t.Setenv("DATABASE_URL", url)
+	dbURL := pgtest.NewEmptyDatabase(t)
+	t.Setenv("DATABASE_URL", dbURL)
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := runDevDB(ctx, nil, &stdout, &stderr); err != nil {
 		t.Fatalf("devdb: %v\n%s", err, stderr.String())
 	}
-	if got, want := stdout.String(), "export DATABASE_URL='"+url+"'\n"; got != want {
+	if got, want := stdout.String(), "export DATABASE_URL='"+dbURL+"'\n"; got != want {
 		t.Errorf("stdout = %q, want %q", got, want)
+	}
+
+	// A URL with a password: it is not printed (the shell has it already).
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgx.Connect(ctx, dbURL); err == nil {
+		u.User = url.UserPassword(u.User.Username(), "pw-s3cret")
+		t.Setenv("DATABASE_URL", u.String())
+		stdout.Reset()
+		stderr.Reset()
+		if err := runDevDB(ctx, nil, &stdout, &stderr); err != nil {
+			t.Fatalf("devdb with a password in DATABASE_URL: %v", err)
+		}
+		if stdout.Len() != 0 || strings.Contains(stderr.String(), "pw-s3cret") || !strings.Contains(stderr.String(), "xxxxx") {
+			t.Errorf("devdb with a password: stdout %q, stderr %q", stdout.String(), stderr.String())
+		}
 	}
 
 	t.Setenv("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
 	stdout.Reset()
-	err := runDevDB(ctx, nil, &stdout, &stderr)
+	err = runDevDB(ctx, nil, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "does not answer") || stdout.Len() != 0 {
 		t.Errorf("with a dead DATABASE_URL: err = %v, stdout = %q", err, stdout.String())
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -12,24 +11,19 @@ import (
 
 // runGenerate implements `esgen generate [-f esgen.yaml] [-C dir]`.
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: esgen generate [-f esgen.yaml] [-C dir] [--no-sqlc] [--accept-breaking]")
-		fmt.Fprintln(stderr, "\nGenerates migrations, typed events, projection handlers, projector mains and")
-		fmt.Fprintln(stderr, "handler stubs from the spec. Output folders are relative to -C (default: the")
-		fmt.Fprintln(stderr, "spec's folder). Nothing is written when the spec has mistakes. With sqlc: true in the")
-		fmt.Fprintln(stderr, "spec it then runs `go tool sqlc generate` for the module's read-model queries.")
-		fmt.Fprintln(stderr, "The lock beside the spec (esgen.lock.json) records the published event schemas:")
-		fmt.Fprintln(stderr, "a change that would break stored events is refused unless --accept-breaking.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlags("generate", `usage: esgen generate [-f esgen.yaml] [-C dir] [--no-sqlc] [--accept-breaking]
+
+Generates migrations, typed events, projection handlers, projector mains and
+handler stubs from the spec. Output folders are relative to -C (default: the
+spec's folder). Nothing is written when the spec has mistakes. With sqlc: true in the
+spec it then runs `+"`go tool sqlc generate`"+` for the module's read-model queries.
+The lock beside the spec (esgen.lock.json) records the published event schemas:
+a change that would break stored events is refused unless --accept-breaking.`, stdout)
 	specFile := fs.String("f", "esgen.yaml", "the spec file (relative to -C)")
 	dir := fs.String("C", "", "the folder to generate into (default: the spec's folder)")
 	noSqlc := fs.Bool("no-sqlc", false, "with sqlc: true in the spec, do not run go tool sqlc generate afterwards")
 	acceptBreaking := fs.Bool("accept-breaking", false, "write even when the spec breaks published event schemas (esgen.lock.json), and publish the new ones")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

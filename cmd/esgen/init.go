@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -12,18 +11,13 @@ import (
 
 // runInit implements `esgen init [-C dir] [-module path]`.
 func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: esgen init [-C dir] [-module path]")
-		fmt.Fprintln(stderr, "\nWrites a commented starter esgen.yaml and a generate.go with the go:generate")
-		fmt.Fprintln(stderr, "line (and a go.mod when the folder is in no module). Never overwrites esgen.yaml.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlags("init", `usage: esgen init [-C dir] [-module path]
+
+Writes a commented starter esgen.yaml and a generate.go with the go:generate
+line (and a go.mod when the folder is in no module). Never overwrites esgen.yaml.`, stdout)
 	dir := fs.String("C", ".", "the folder to write into")
 	module := fs.String("module", "", "module path for a new go.mod (default: the folder's name)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

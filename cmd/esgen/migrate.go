@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -20,11 +19,6 @@ func init() {
 	register("migrate", "apply esgen's migrations and the module's to DATABASE_URL", runMigrate)
 }
 
-// databaseFlag adds --database, defaulting to DATABASE_URL.
-func databaseFlag(fs *flag.FlagSet) *string {
-	return fs.String("database", os.Getenv("DATABASE_URL"), "PostgreSQL connection URL (default: $DATABASE_URL)")
-}
-
 func needDatabase(url string) error {
 	if url == "" {
 		return usageError{fmt.Errorf("no database: set DATABASE_URL or pass --database=postgres://user@host:5432/db")}
@@ -32,8 +26,10 @@ func needDatabase(url string) error {
 	return nil
 }
 
-// connect opens the command's connection, or says how to name a database.
+// connect opens the command's connection to the --database value (or DATABASE_URL),
+// or says how to name a database.
 func connect(ctx context.Context, url string) (*pgx.Conn, error) {
+	url = databaseURL(url)
 	if err := needDatabase(url); err != nil {
 		return nil, err
 	}
@@ -45,21 +41,16 @@ func connect(ctx context.Context, url string) (*pgx.Conn, error) {
 }
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: esgen migrate [--dry-run] [--database=URL] [-C dir] [-f esgen.yaml]")
-		fmt.Fprintln(stderr, "\nApplies esgen's migrations, then the module's own (the files numbered 100 and up")
-		fmt.Fprintln(stderr, "in the migrations folder of esgen.yaml, e.g. sql/migrations/100_balances.sql), in")
-		fmt.Fprintln(stderr, "order, each recorded in esgen_schema_migrations, all in one transaction.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlags("migrate", `usage: esgen migrate [--dry-run] [--database=URL] [-C dir] [-f esgen.yaml]
+
+Applies esgen's migrations, then the module's own (the files numbered 100 and up
+in the migrations folder of esgen.yaml, e.g. sql/migrations/100_balances.sql), in
+order, each recorded in esgen_schema_migrations, all in one transaction.`, stdout)
 	db := databaseFlag(fs)
 	dryRun := fs.Bool("dry-run", false, "print the SQL of the pending migrations (all of them without a database) and apply nothing")
 	dir := fs.String("C", ".", "the module folder holding esgen.yaml")
 	specFile := fs.String("f", "esgen.yaml", "the spec, whose output.migrations folder holds the module's migrations (relative to -C)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -70,7 +61,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	all := append(migrate.All(), module...)
-	if *dryRun && *db == "" {
+	if *dryRun && databaseURL(*db) == "" {
 		for _, m := range all {
 			fmt.Fprintf(stdout, "-- %s\n%s\n", m.Name, m.SQL)
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -17,26 +16,23 @@ func init() {
 }
 
 func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: esgen rebuild <projection> --yes [--no-wait] [--database=URL]")
-		fmt.Fprintln(stderr, "       esgen rebuild <projection> --watch")
-		fmt.Fprintln(stderr, "\nReplays a projection from the start of the stream. It deletes the projection's")
-		fmt.Fprintln(stderr, "checkpoints and starts a new generation: its running workers stop at their next batch.")
-		fmt.Fprintln(stderr, "The next projector started (or restarted) clears the read model with the handlers'")
-		fmt.Fprintln(stderr, "Reset, in the transaction that puts the checkpoints at the start, and handles every")
-		fmt.Fprintln(stderr, "event again. esgen rebuild then shows the progress until the rebuild has caught up;")
-		fmt.Fprintln(stderr, "Ctrl+C stops watching, not the rebuild. Stopping the projector interrupts the rebuild,")
-		fmt.Fprintln(stderr, "starting it again resumes it.")
-		fs.PrintDefaults()
-	}
+	fs := newFlags("rebuild", `usage: esgen rebuild <projection> --yes [--no-wait] [--interval=1s] [--database=URL]
+       esgen rebuild <projection> --watch
+
+Replays a projection from the start of the stream. It deletes the projection's
+checkpoints and starts a new generation: its running workers stop at their next batch.
+The next projector started (or restarted) clears the read model with the handlers'
+Reset, in the transaction that puts the checkpoints at the start, and handles every
+event again. esgen rebuild then shows the progress until the rebuild has caught up;
+Ctrl+C stops watching, not the rebuild. Stopping the projector interrupts the rebuild,
+starting it again resumes it. The partition count stays as it is; events skipped on
+purpose (esgen skip) stay skipped.`, stdout)
 	db := databaseFlag(fs)
 	yes := fs.Bool("yes", false, "confirm: request the rebuild")
 	watch := fs.Bool("watch", false, "only show the progress of the projection's rebuild")
 	noWait := fs.Bool("no-wait", false, "request the rebuild and return")
 	interval := fs.Duration("interval", time.Second, "how often the progress is shown")
-	names, err := parseNamed(fs, args)
+	names, err := fs.parseInterspersed(args)
 	if err != nil {
 		return err
 	}
@@ -69,21 +65,6 @@ func runRebuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	return watchRebuild(ctx, conn, name, *interval, stdout)
-}
-
-// parseNamed parses fs's flags, which may come before or after the names it returns.
-func parseNamed(fs *flag.FlagSet, args []string) ([]string, error) {
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	var names []string
-	for fs.NArg() > 0 {
-		names = append(names, fs.Arg(0))
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
-			return nil, err
-		}
-	}
-	return names, nil
 }
 
 // watchRebuild shows the progress of the projection's rebuild, a line whenever it
@@ -149,7 +130,7 @@ func printHistory(w io.Writer, st projection.ProjectionStatus, now time.Time) {
 		fmt.Fprintf(w, "  rebuild: %s\n", rebuildProgress(*st.Rebuild, now))
 	}
 	for _, s := range st.SkippedTypes {
-		fmt.Fprintf(w, "  skipped on purpose: %d %s event(s) from before it handled the type were never handled (esgen accept-skip, %s)\n",
+		fmt.Fprintf(w, "  event type skipped on purpose (esgen accept-skip): %d %s event(s) from before it handled the type were never handled (accepted %s)\n",
 			s.Skipped, s.Type, s.AcceptedAt.UTC().Format(time.RFC3339))
 	}
 }

@@ -198,7 +198,7 @@ func TestAcceptSkipCommand(t *testing.T) {
 	runOrders(t, pool, &resets, 0, func() bool { return rows(t, pool, "Shipped") == 1 }, "Placed", "Shipped")
 	stdout.Reset()
 	if code := run(ctx, []string{"status", "--database", url, "orders"}, &stdout, &stderr); code != 0 ||
-		!strings.Contains(stdout.String(), "  skipped on purpose: 5 Shipped event(s) from before it handled the type were never handled (esgen accept-skip, ") {
+		!strings.Contains(stdout.String(), "  event type skipped on purpose (esgen accept-skip): 5 Shipped event(s) from before it handled the type were never handled (accepted ") {
 		t.Errorf("status after the skip: exit %d\n%s", code, stdout.String())
 	}
 	if resets.Load() != 0 {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -16,27 +15,18 @@ func init() {
 }
 
 func runReset(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("reset", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: esgen reset <projection> --yes [--database=URL]")
-		fmt.Fprintln(stderr, "\nDeletes the projection's checkpoints and partition layout, so that its next start")
-		fmt.Fprintln(stderr, "handles every event again. Stop its workers first and clear its read model (see")
-		fmt.Fprintln(stderr, "docs/projections.md); esgen does not know the read model's tables.")
-		fs.PrintDefaults()
-	}
+	fs := newFlags("reset", `usage: esgen reset <projection> --yes [--database=URL]
+
+Deletes the projection's checkpoints and partition layout, so that its next start
+handles every event again. Stop its workers first and clear its read model (see
+docs/projections.md); esgen does not know the read model's tables. Events skipped
+on purpose (esgen skip) stay skipped.`, stdout)
 	db := databaseFlag(fs)
 	yes := fs.Bool("yes", false, "confirm: delete the checkpoints")
 	// The projection name may come before or after the flags.
-	if err := fs.Parse(args); err != nil {
+	names, err := fs.parseInterspersed(args)
+	if err != nil {
 		return err
-	}
-	var names []string
-	for fs.NArg() > 0 {
-		names = append(names, fs.Arg(0))
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
-			return err
-		}
 	}
 	if len(names) != 1 {
 		return usageError{errors.New("name exactly one projection: esgen reset <projection> --yes")}

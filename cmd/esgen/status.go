@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -16,22 +15,21 @@ import (
 )
 
 func init() {
-	register("status", "checkpoints, stream head and lag per projection partition", runStatus)
+	register("status", "checkpoints, stream head, lag, skips and rebuilds per projection", runStatus)
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: esgen status [--json] [--database=URL] [projection]")
-		fmt.Fprintln(stderr, "\nShows, per projection: its partition count and generation, any change of the count")
-		fmt.Fprintln(stderr, "still being carried over, and per partition the checkpoint, events handled, lag in")
-		fmt.Fprintln(stderr, "events behind the stream head, and when the checkpoint last moved.")
-		fs.PrintDefaults()
-	}
+	fs := newFlags("status", `usage: esgen status [--json] [--database=URL] [projection]
+
+Shows, per projection: its partition count and generation, any change of the count
+still being carried over, per partition the checkpoint (transaction/position), its
+holes, events handled, lag in events behind the stream head and when the checkpoint
+last moved; the poison events skipped (esgen skip) with who, when and why; the last
+rebuild (esgen rebuild) and its progress; and the event types whose earlier events
+it skipped on purpose (esgen accept-skip), with how many.`, stdout)
 	db := databaseFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	name := ""
@@ -49,6 +47,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer conn.Close(context.WithoutCancel(ctx))
 
 	var all []projection.ProjectionStatus
+	skipped, err := projection.Skipped(ctx, conn, name)
+	if err != nil && !errors.Is(err, eventstore.ErrTablesMissing) {
+		return err
+	}
 	if name != "" {
 		st, err := projection.Status(ctx, conn, name)
 		if errors.Is(err, projection.ErrNotFound) {
@@ -65,9 +67,12 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if all == nil {
 			all = []projection.ProjectionStatus{}
 		}
+		if skipped == nil {
+			skipped = []projection.SkippedEvent{}
+		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"projections": all})
+		return enc.Encode(map[string]any{"projections": all, "skipped_events": skipped})
 	}
 	if len(all) == 0 {
 		fmt.Fprintln(stdout, "no projections yet: a projection appears once its first worker has started")
@@ -79,8 +84,31 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			fmt.Fprintln(stdout)
 		}
 		printStatus(stdout, st, now)
+		var mine []projection.SkippedEvent
+		for _, sk := range skipped {
+			if sk.Projection == st.Name {
+				mine = append(mine, sk)
+			}
+		}
+		printSkipped(stdout, mine, now)
 	}
 	return nil
+}
+
+// printSkipped lists the poison events skipped on purpose in a projection (esgen skip).
+func printSkipped(w io.Writer, skipped []projection.SkippedEvent, now time.Time) {
+	if len(skipped) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "  skipped poison events (esgen skip): %d\n", len(skipped))
+	for _, s := range skipped {
+		passed := "not passed yet"
+		if s.Passed() {
+			passed = fmt.Sprintf("passed in partition %d/%d at %s", s.PassedPartition, s.PassedCount, ago(s.PassedAt, now))
+		}
+		fmt.Fprintf(w, "    %s  %s of %s %s at %s; skipped by %s at %s: %s; %s\n", s.EventID, s.EventType, s.AggregateType, s.AggregateID,
+			s.Position, s.SkippedBy, ago(s.SkippedAt, now), s.Reason, passed)
+	}
 }
 
 func printStatus(w io.Writer, st projection.ProjectionStatus, now time.Time) {
@@ -111,13 +139,13 @@ func printStatus(w io.Writer, st projection.ProjectionStatus, now time.Time) {
 }
 
 // holes says how many transactions a checkpoint passed while they were running (whose
-// later events it handles when they end), and the oldest: "-" for none, "2 (oldest tx
-// 805)".
+// later events it handles when they end), and the oldest as transaction/position, as
+// the logs print holes: "-" for none, "2 (oldest 805/0)".
 func holes(c eventstore.Cursor) string {
 	if len(c.Holes) == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%d (oldest tx %d)", len(c.Holes), c.Holes[0].TransactionID)
+	return fmt.Sprintf("%d (oldest %d/%d)", len(c.Holes), c.Holes[0].TransactionID, c.Holes[0].Position)
 }
 
 func ago(t, now time.Time) string {

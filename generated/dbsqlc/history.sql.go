@@ -138,7 +138,7 @@ ORDER BY event_type
 `
 
 // Queries of projection/history.go: the event types a projection handles, and its
-// rebuilds (sql/migrations/004_living_spec.sql).
+// rebuilds (sql/migrations/005_living_spec.sql).
 func (q *Queries) ListProjectionEventTypes(ctx context.Context, db DBTX, projection string) ([]EsgenProjectionEventType, error) {
 	rows, err := db.Query(ctx, listProjectionEventTypes, projection)
 	if err != nil {

@@ -195,17 +195,6 @@ func (q *Queries) HasPartitionIndex(ctx context.Context, db DBTX, totalPartition
 	return has_index, err
 }
 
-const hasRetired = `-- name: HasRetired :one
-SELECT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE projection = $1::text AND retired)::boolean AS has_retired
-`
-
-func (q *Queries) HasRetired(ctx context.Context, db DBTX, projection string) (bool, error) {
-	row := db.QueryRow(ctx, hasRetired, projection)
-	var has_retired bool
-	err := row.Scan(&has_retired)
-	return has_retired, err
-}
-
 const insertLayoutCheckpoints = `-- name: InsertLayoutCheckpoints :exec
 INSERT INTO esgen_checkpoints (projection, generation, partition_key, partition_count,
                                last_transaction_id, last_position, hole_transaction_ids, hole_positions)
@@ -239,6 +228,26 @@ func (q *Queries) InsertLayoutCheckpoints(ctx context.Context, db DBTX, arg Inse
 		arg.PartitionKeys,
 	)
 	return err
+}
+
+const latestRetired = `-- name: LatestRetired :one
+SELECT last_transaction_id, last_position FROM esgen_checkpoints
+WHERE projection = $1::text AND retired
+ORDER BY last_transaction_id DESC, last_position DESC
+LIMIT 1
+`
+
+type LatestRetiredRow struct {
+	LastTransactionID pgtype.Uint64
+	LastPosition      int64
+}
+
+// The latest position of a retired checkpoint of the projection; no row when it has none.
+func (q *Queries) LatestRetired(ctx context.Context, db DBTX, projection string) (LatestRetiredRow, error) {
+	row := db.QueryRow(ctx, latestRetired, projection)
+	var i LatestRetiredRow
+	err := row.Scan(&i.LastTransactionID, &i.LastPosition)
+	return i, err
 }
 
 const listCheckpoints = `-- name: ListCheckpoints :many

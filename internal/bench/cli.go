@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,29 +20,40 @@ func (e UsageError) Unwrap() error { return e.Err }
 // or the JSON report with --json. Progress lines go to stderr.
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: esgen bench [--quick] [--json] [--events N] [--database URL] [--durable] [--cpuprofile FILE] [--only GROUPS]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Measures esgen against PostgreSQL's raw limit in one run: appends, projection")
-		fmt.Fprintln(stderr, "catch-up, append-to-handled latency and the cost of gap safety. Without --database")
-		fmt.Fprintln(stderr, "or DATABASE_URL it starts a throw-away PostgreSQL cluster (fsync off).")
-		fmt.Fprintln(stderr)
+	// -h prints the usage on stdout; a bad flag is a UsageError.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "usage: esgen bench [--quick] [--json] [--events N] [--database URL] [--durable] [--cpuprofile FILE] [--only GROUPS]")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Measures esgen against PostgreSQL's raw limit in one run: appends, projection")
+		fmt.Fprintln(w, "catch-up, append-to-handled latency and the cost of gap safety. Without --database")
+		fmt.Fprintln(w, "or DATABASE_URL it starts a throw-away PostgreSQL cluster (fsync off).")
+		fmt.Fprintln(w)
+		fs.SetOutput(w)
 		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 	}
 	var cfg Config
 	fs.BoolVar(&cfg.Quick, "quick", false, "small sizes (under 30 s), as in CI")
 	jsonOut := fs.Bool("json", false, "print the report as JSON instead of a table")
 	fs.IntVar(&cfg.CatchUpEvents, "events", 0, fmt.Sprintf("events in the catch-up stream (default %d, --quick %d)", DefaultCatchUpEvents, QuickCatchUpEvents))
 	fs.IntVar(&cfg.AppendEvents, "append-events", 0, fmt.Sprintf("events per batched append scenario (default %d, --quick %d)", DefaultAppendEvents, QuickAppendEvents))
-	fs.StringVar(&cfg.DatabaseURL, "database", os.Getenv("DATABASE_URL"), "PostgreSQL server to measure (default: $DATABASE_URL, else a throw-away cluster); databases are created on it and dropped")
+	fs.StringVar(&cfg.DatabaseURL, "database", "", "PostgreSQL server to measure (default: $DATABASE_URL, else a throw-away cluster); databases are created on it and dropped")
 	fs.BoolVar(&cfg.Durable, "durable", false, "keep fsync and synchronous_commit on in the throw-away cluster")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	only := fs.String("only", "", "comma-separated groups to run: "+strings.Join(Groups, ","))
 	fs.StringVar(&cfg.WorkerBinary, "worker", "", "binary for the worker processes (default: this binary)")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return err
+		}
+		return UsageError{fmt.Errorf("%v (esgen help bench shows the flags)", err)}
+	}
+	if cfg.DatabaseURL == "" {
+		cfg.DatabaseURL = os.Getenv("DATABASE_URL")
 	}
 	if fs.NArg() > 0 {
 		return UsageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}

@@ -58,13 +58,28 @@ type Listener struct {
 
 // Run listens until ctx ends.
 func (l *Listener) Run(ctx context.Context) {
+	var lost, logged time.Time // since when the connection is lost, and when that was last logged
 	for attempt := 0; ctx.Err() == nil; attempt++ {
-		err := l.listen(ctx, func() { attempt = 0 })
+		err := l.listen(ctx, func() {
+			if !lost.IsZero() {
+				l.Log.Info("listener connected again", "lost_for", time.Since(lost).Round(time.Millisecond).String())
+			}
+			attempt, lost = 0, time.Time{}
+		})
 		if ctx.Err() != nil {
 			return
 		}
 		d := l.Backoff(attempt)
-		l.Log.Warn("listener lost its connection; polling until it is back", "error", err, "retry_in", d.Round(time.Millisecond))
+		if lost.IsZero() {
+			lost = time.Now()
+		}
+		if attempt > 0 && time.Since(logged) < 30*time.Second {
+			// Calm: the first failure is logged, then every 30 s at most.
+			l.Log.Debug("listener still without a connection", "error", err, "retry_in", d.Round(time.Millisecond).String())
+		} else {
+			logged = time.Now()
+			l.Log.Warn("listener lost its connection; polling until it is back", "error", err, "retry_in", d.Round(time.Millisecond).String())
+		}
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():

@@ -270,14 +270,26 @@ func (b *builder) eventTypes(types []string) string {
 // handledByRetired: a retired layout of the projection already handled the event: it
 // is in that layout's partition, at or before its checkpoint, and not in one of the
 // checkpoint's holes after the hole's position (eventstore.Cursor.Handled).
+//
+// For each partition count the retired layouts have (computed once per statement), the
+// event's partition under that count is looked up through esgen_checkpoints_retired
+// (projection, partition_count, partition_key): one index probe per count and event,
+// however many retired checkpoints there are. (The LIMIT keeps the planner from
+// turning the lookup into a join that hashes every retired checkpoint per event.) (Comparing the key with the hash mod each
+// checkpoint's own count cannot use the index: every event would visit every retired
+// checkpoint, which makes a switch from a large count cost old count × events.)
 func (b *builder) handledByRetired(projection string) string {
+	p := b.param(projection, "text")
 	return fmt.Sprintf(`EXISTS (
-      SELECT 1 FROM esgen_checkpoints r
-      WHERE r.projection = %s AND r.retired
-        AND r.partition_key = e.partition_hash %% r.partition_count
-        AND (e.transaction_id, e.global_position) <= (r.last_transaction_id, r.last_position)
-        AND NOT coalesce(e.global_position > r.hole_positions[array_position(r.hole_transaction_ids, e.transaction_id)], false))`,
-		b.param(projection, "text"))
+      SELECT 1
+      FROM unnest(ARRAY(SELECT DISTINCT c.partition_count FROM esgen_checkpoints c WHERE c.projection = %s AND c.retired)) AS rc(n)
+      CROSS JOIN LATERAL (
+        SELECT 1 FROM esgen_checkpoints r
+        WHERE r.projection = %s AND r.retired AND r.partition_count = rc.n AND r.partition_key = (e.partition_hash %% rc.n)::integer
+          AND (e.transaction_id, e.global_position) <= (r.last_transaction_id, r.last_position)
+          AND NOT coalesce(e.global_position > r.hole_positions[array_position(r.hole_transaction_ids, e.transaction_id)], false)
+        LIMIT 1) r)`,
+		p, p)
 }
 
 // gapSafe renders a read of a cursor's successors (see [ReadFrom]); extra are further

@@ -1,5 +1,5 @@
 -- Queries of projection/history.go: the event types a projection handles, and its
--- rebuilds (sql/migrations/004_living_spec.sql).
+-- rebuilds (sql/migrations/005_living_spec.sql).
 
 -- name: ListProjectionEventTypes :many
 SELECT projection, event_type, accepted, skipped, recorded_at

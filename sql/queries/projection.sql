@@ -79,8 +79,12 @@ SELECT EXISTS (
       AND pg_get_indexdef(i.indexrelid, 1, true) = '(partition_hash % ' || @total_partitions::integer || '::bigint)'
 )::boolean AS has_index;
 
--- name: HasRetired :one
-SELECT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE projection = @projection::text AND retired)::boolean AS has_retired;
+-- name: LatestRetired :one
+-- The latest position of a retired checkpoint of the projection; no row when it has none.
+SELECT last_transaction_id, last_position FROM esgen_checkpoints
+WHERE projection = @projection::text AND retired
+ORDER BY last_transaction_id DESC, last_position DESC
+LIMIT 1;
 
 -- name: AdvanceCheckpoint :execrows
 -- Compare-and-set: moves a checkpoint (position and holes) only from the cursor this

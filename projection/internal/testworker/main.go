@@ -10,10 +10,14 @@
 //	TESTWORKER_ID          recorded with each row (default the process id)
 //	TESTWORKER_FAIL_EVENT  event id the handler fails on (a poison event)
 //	TESTWORKER_SLEEP       time to sleep per event, e.g. 2ms (to be killed mid-batch)
+//	TESTWORKER_PANIC_EVENT event id the handler panics on
+//	TESTWORKER_DECODE      with 1, the handler decodes each payload ({"n": int}) as a
+//	                       generated dispatcher does, and fails on one that does not
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -37,6 +41,8 @@ func main() {
 		id = strconv.Itoa(os.Getpid())
 	}
 	failOn := os.Getenv("TESTWORKER_FAIL_EVENT")
+	panicOn := os.Getenv("TESTWORKER_PANIC_EVENT")
+	decode := os.Getenv("TESTWORKER_DECODE") == "1"
 	var pause time.Duration
 	if v := os.Getenv("TESTWORKER_SLEEP"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -49,6 +55,18 @@ func main() {
 	h := func(ctx context.Context, tx pgx.Tx, ev *eventstore.Event) error {
 		if failOn != "" && ev.EventID.String() == failOn {
 			return errors.New("poison event: the handler refuses it")
+		}
+		if panicOn != "" && ev.EventID.String() == panicOn {
+			var m map[string]int
+			m["boom"]++ // assignment to entry in nil map
+		}
+		if decode {
+			var payload struct {
+				N int `json:"n"`
+			}
+			if err := json.Unmarshal(ev.Payload, &payload); err != nil {
+				return fmt.Errorf("rm: decode %s event %s: %w", ev.Type, ev.EventID, err)
+			}
 		}
 		if pause > 0 {
 			time.Sleep(pause)

@@ -81,3 +81,15 @@ type EsgenRebuild struct {
 	StartedXmin   pgtype.Uint64
 	EventsAtStart pgtype.Int8
 }
+
+type EsgenSkippedEvent struct {
+	Projection      string
+	EventID         pgtype.UUID
+	Reason          string
+	SkippedBy       string
+	DatabaseUser    string
+	SkippedAt       pgtype.Timestamptz
+	PassedAt        pgtype.Timestamptz
+	PassedPartition pgtype.Int4
+	PassedCount     pgtype.Int4
+}

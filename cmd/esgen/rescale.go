@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/esgen-dev/esgen/projection"
+)
+
+func init() {
+	register("rescale", "change a projection's partition count on purpose", runRescale)
+}
+
+func runRescale(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("rescale", fmt.Sprintf(`usage: esgen rescale <projection> <count> [--database=URL]
+
+Changes the partition count of a projection to count (1..%d) in one short
+transaction: every partition of the new layout starts where the old layout left
+off, nothing is handled twice or skipped. Workers still running the old count stop
+at their next batch (exit 1) saying to restart with the new count; start a worker
+for every key 0..count-1 with TOTAL_PARTITIONS=count. Workers started with a count
+that differs from the projection's refuse to start (exit 2) unless --rescale.
+See docs/projections.md, "Changing the partition count".`, projection.MaxPartitions), stdout)
+	db := databaseFlag(fs)
+	rest, err := fs.parseInterspersed(args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 2 {
+		return usageError{errors.New("name a projection and the new count: esgen rescale <projection> <count>")}
+	}
+	name := rest[0]
+	total, err := strconv.Atoi(rest[1])
+	if err != nil || total < 1 || total > projection.MaxPartitions {
+		return usageError{fmt.Errorf("%q is not a partition count: use a whole number from 1 to %d", rest[1], projection.MaxPartitions)}
+	}
+	conn, err := connect(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	ch, err := projection.Rescale(ctx, conn, name, total)
+	if errors.Is(err, projection.ErrNotFound) {
+		return fmt.Errorf("no projection %q: it appears once its first worker has started (with TOTAL_PARTITIONS=%d, it starts with that count)", name, total)
+	}
+	if err != nil {
+		return err
+	}
+	if ch.Generation == 0 {
+		fmt.Fprintf(stdout, "esgen rescale: projection %s runs with %d partitions already; nothing changed\n", name, total)
+		return nil
+	}
+	fmt.Fprintf(stdout, "esgen rescale: projection %s: partition count changed from %d to %d (generation %d) in %.1f ms\n",
+		name, ch.From, ch.To, ch.Generation, float64(ch.Took.Microseconds())/1000)
+	fmt.Fprintf(stdout, "  every new partition starts at %s", ch.Watermark)
+	if ch.AlreadyHandled >= 0 {
+		fmt.Fprintf(stdout, "; %d events after it were handled by the old layout and are skipped", ch.AlreadyHandled)
+	}
+	fmt.Fprintln(stdout)
+	fmt.Fprintf(stdout, "  workers still running with TOTAL_PARTITIONS=%d stop at their next batch; start TOTAL_PARTITIONS=%d with PARTITION_KEY=0..%d\n",
+		ch.From, ch.To, ch.To-1)
+	return nil
+}
