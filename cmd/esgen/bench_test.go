@@ -63,6 +63,7 @@ func TestBenchCommandRejectsBadArguments(t *testing.T) {
 	for _, args := range [][]string{
 		{"bench", "--only", "nothing"},
 		{"bench", "--events", "10"},
+		{"bench", "--hold", "1ms"},
 		{"bench", "extra"},
 	} {
 		code, _, errOut := runArgs(args...)

@@ -55,7 +55,8 @@ type Config struct {
 	AppendEvents int
 	// LatencySamples is the number of events timed per latency scenario (0: default).
 	LatencySamples int
-	// Hold is how long the gap-safety scenario keeps its transaction open (0: default).
+	// Hold is how long the gap-safety latency scenarios keep their transaction open
+	// (0: default).
 	Hold time.Duration
 	// Durable keeps fsync and synchronous commit on in the throw-away cluster (no effect
 	// on a server named by DatabaseURL or DATABASE_URL).
@@ -94,6 +95,9 @@ func (c Config) validate() error {
 	}
 	if c.AppendEvents < 1000 {
 		return fmt.Errorf("bench: append needs at least 1000 events, got %d", c.AppendEvents)
+	}
+	if c.Hold < 100*time.Millisecond {
+		return fmt.Errorf("bench: --hold must be at least 100ms, got %s", c.Hold)
 	}
 	for _, g := range c.Only {
 		if !slices.Contains(Groups, g) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +62,8 @@ func TestQuick(t *testing.T) {
 	}
 }
 
-func checkReport(t *testing.T, rep *Report) {
+// checkReport checks the rows of a report of the groups given (all when none).
+func checkReport(t *testing.T, rep *Report, only ...string) {
 	t.Helper()
 	if rep.Machine.CPUs < 1 || rep.Machine.Postgres == "" {
 		t.Errorf("machine not described: %+v", rep.Machine)
@@ -99,10 +101,45 @@ func checkReport(t *testing.T, rep *Report) {
 			}
 		}
 	}
-	want := map[string]int{GroupAppend: 13, GroupCatchUp: 9, GroupLatency: 2, GroupGap: 3}
+	// The gap-safety rows say what they held open, and the holes row carried its holes.
+	for _, name := range []string{gapLatencyOther, gapLatencyAppnd, gapLatencyOwn} {
+		if r, ok := rep.Result(GroupGap, name); ok && r.HoldSeconds <= 0 {
+			t.Errorf("%s: no hold_seconds", name)
+		}
+	}
+	if r, ok := rep.Result(GroupGap, gapCatchUpHoles); ok && r.Holes < gapHoles {
+		t.Errorf("%s: %d holes carried, want at least %d", r.Name, r.Holes, gapHoles)
+	}
+	if r, ok := rep.Result(GroupGap, gapLatencyOwn); ok && r.Events != heldEvents {
+		t.Errorf("%s: %d events, want %d", r.Name, r.Events, heldEvents)
+	}
+	want := map[string]int{GroupAppend: 13, GroupCatchUp: 9, GroupLatency: 2, GroupGap: 6}
 	for g, n := range want {
+		if len(only) > 0 && !slices.Contains(only, g) {
+			n = 0
+		}
 		if groups[g] != n {
 			t.Errorf("%d %s rows, want %d", groups[g], g, n)
+		}
+	}
+}
+
+// TestGapSafety runs the gap-safety group alone, with a short hold: the holes row
+// carried its holes, the latency rows timed appends made while the transactions
+// were open, and the appending transaction's own events were all handled.
+func TestGapSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the gap-safety benchmarks")
+	}
+	var progress bytes.Buffer
+	rep, err := Run(context.Background(), Config{Quick: true, Only: []string{GroupGap}, Hold: 500 * time.Millisecond, Progress: &progress})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	checkReport(t, rep, GroupGap)
+	for _, name := range []string{rawReadName, gapCatchUpFree, gapCatchUpHoles, gapLatencyOther, gapLatencyAppnd, gapLatencyOwn} {
+		if _, ok := rep.Result(GroupGap, name); !ok {
+			t.Errorf("no row %q", name)
 		}
 	}
 }
@@ -121,7 +158,7 @@ func TestLoadStream(t *testing.T) {
 		return s
 	}
 	before := indexes()
-	n, err := loadStream(ctx, pool, 2005)
+	n, err := loadStream(ctx, pool, 2005, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +250,7 @@ func BenchmarkCatchUp(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer pool.Close()
-			n, err := loadStream(ctx, pool, max(b.N, eventsPerAggregate))
+			n, err := loadStream(ctx, pool, max(b.N, eventsPerAggregate), false)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -262,7 +299,7 @@ func TestSeparateWorkerBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	n, err := loadStream(ctx, pool, 2000)
+	n, err := loadStream(ctx, pool, 2000, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -135,7 +135,7 @@ func (r *runner) catchUpGroup(ctx context.Context) error {
 	}
 	defer done()
 	start := time.Now()
-	n, err := loadStream(ctx, pool, r.cfg.CatchUpEvents)
+	n, err := loadStream(ctx, pool, r.cfg.CatchUpEvents, false)
 	if err != nil {
 		return err
 	}

@@ -24,11 +24,11 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	usage := func(w io.Writer) {
-		fmt.Fprintln(w, "usage: esgen bench [--quick] [--json] [--events N] [--database URL] [--durable] [--cpuprofile FILE] [--only GROUPS]")
+		fmt.Fprintln(w, "usage: esgen bench [--quick] [--json] [--events N] [--hold D] [--database URL] [--durable] [--cpuprofile FILE] [--only GROUPS]")
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "Measures esgen against PostgreSQL's raw limit in one run: appends, projection")
-		fmt.Fprintln(w, "catch-up, append-to-handled latency and the cost of gap safety. Without --database")
-		fmt.Fprintln(w, "or DATABASE_URL it starts a throw-away PostgreSQL cluster (fsync off).")
+		fmt.Fprintln(w, "catch-up, append-to-handled latency and what a long transaction costs the readers.")
+		fmt.Fprintln(w, "Without --database or DATABASE_URL it starts a throw-away PostgreSQL cluster (fsync off).")
 		fmt.Fprintln(w)
 		fs.SetOutput(w)
 		fs.PrintDefaults()
@@ -39,6 +39,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	jsonOut := fs.Bool("json", false, "print the report as JSON instead of a table")
 	fs.IntVar(&cfg.CatchUpEvents, "events", 0, fmt.Sprintf("events in the catch-up stream (default %d, --quick %d)", DefaultCatchUpEvents, QuickCatchUpEvents))
 	fs.IntVar(&cfg.AppendEvents, "append-events", 0, fmt.Sprintf("events per batched append scenario (default %d, --quick %d)", DefaultAppendEvents, QuickAppendEvents))
+	fs.DurationVar(&cfg.Hold, "hold", 0, "how long the gap-safety latency scenarios keep their transaction open (default 3s, --quick 1s)")
 	fs.StringVar(&cfg.DatabaseURL, "database", "", "PostgreSQL server to measure (default: $DATABASE_URL, else a throw-away cluster); databases are created on it and dropped")
 	fs.BoolVar(&cfg.Durable, "durable", false, "keep fsync and synchronous_commit on in the throw-away cluster")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")

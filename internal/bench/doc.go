@@ -14,8 +14,13 @@
 //     the same order. Rows scanned (pg_stat_user_tables) are set against rows returned,
 //     and peak memory is sampled (heap in process, max RSS for worker processes).
 //   - Latency from append to handled, median and p99, woken by NOTIFY and by polling.
-//   - Gap safety: catch-up and latency while an unrelated transaction with a
-//     transaction id stays open.
+//   - Gap safety (what a long transaction costs the readers): catch-up with one
+//     worker while its checkpoint carries holes (transactions in another database and
+//     transactions that appended, open from before the stream was written), beside
+//     the same catch-up with nothing open, both against a raw streaming read of that
+//     stream; the latency of appends made while a transaction in another database,
+//     or one that appended to the same store, stays open; and when the appending
+//     transaction's own events are handled after it commits.
 //
 // Each scenario also records the CPU time of the Go side and, where the server has
 // pg_stat_statements loaded (the throw-away cluster does), the server's time by

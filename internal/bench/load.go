@@ -26,11 +26,13 @@ const loadChunk = 50_000
 // in chunks of whole aggregates, each chunk one transaction with its aggregates
 // interleaved, so the stream spans many transaction ids and each aggregate's versions
 // grow with its positions whatever order the chunks commit in. Two loaders run at once.
-// The secondary indexes and unique constraints of esgen_events are dropped for the
-// load and built again afterwards, from their own definitions, which is faster than
-// maintaining them row by row. The table is vacuumed and analyzed afterwards, so every reader finds hint bits set
-// and the visibility map current.
-func loadStream(ctx context.Context, pool *pgxpool.Pool, n int) (int, error) {
+// Unless keepIndexes is set, the secondary indexes and unique constraints of
+// esgen_events are dropped for the load and built again afterwards, from their own
+// definitions, which is faster than maintaining them row by row (and impossible while
+// another transaction that wrote to esgen_events is open). The table is vacuumed and
+// analyzed afterwards, so every reader finds hint bits set and the visibility map
+// current.
+func loadStream(ctx context.Context, pool *pgxpool.Pool, n int, keepIndexes bool) (int, error) {
 	aggs := max(n/eventsPerAggregate, 1)
 	if _, err := pool.Exec(ctx, `CREATE TABLE esgen_bench_aggregates (idx integer PRIMARY KEY, id text NOT NULL, hash bigint NOT NULL)`); err != nil {
 		return 0, fmt.Errorf("load: %w", err)
@@ -46,9 +48,12 @@ func loadStream(ctx context.Context, pool *pgxpool.Pool, n int) (int, error) {
 	if _, err := pool.Exec(ctx, `ANALYZE esgen_bench_aggregates`); err != nil {
 		return 0, fmt.Errorf("load: %w", err)
 	}
-	restore, err := dropSecondaryIndexes(ctx, pool)
-	if err != nil {
-		return 0, err
+	restore := func() error { return nil }
+	if !keepIndexes {
+		var err error
+		if restore, err = dropSecondaryIndexes(ctx, pool); err != nil {
+			return 0, err
+		}
 	}
 	const chunkAggs = loadChunk / eventsPerAggregate
 	chunks := make(chan [2]int)

@@ -66,7 +66,12 @@ type Result struct {
 	PeakMemBytes uint64  `json:"peak_mem_bytes,omitempty"`
 	P50Ms        float64 `json:"p50_ms,omitempty"`
 	P99Ms        float64 `json:"p99_ms,omitempty"`
-	Note         string  `json:"note,omitempty"`
+	// HoldSeconds is how long the scenario kept its transaction open (gap-safety
+	// latency rows).
+	HoldSeconds float64 `json:"hold_seconds,omitempty"`
+	// Holes is the number of holes the checkpoint carried (gap-safety catch-up).
+	Holes int    `json:"holes,omitempty"`
+	Note  string `json:"note,omitempty"`
 	// ClientCPUSeconds is the CPU time of the Go side (this process, or the worker
 	// processes together) during the scenario.
 	ClientCPUSeconds float64 `json:"client_cpu_seconds,omitempty"`
@@ -74,17 +79,18 @@ type Result struct {
 	Server *ServerTime `json:"server,omitempty"`
 }
 
-// finish fills in the ratios.
+// finish fills in the ratios: a row's raw row is the one of its group named RawName.
 func (rep *Report) finish() {
-	rates := map[string]float64{}
+	type key struct{ group, name string }
+	rates := map[key]float64{}
 	for _, r := range rep.Results {
 		if r.Raw || r.Baseline {
-			rates[r.Name] = r.EventsPerSec
+			rates[key{r.Group, r.Name}] = r.EventsPerSec
 		}
 	}
 	for i := range rep.Results {
 		r := &rep.Results[i]
-		if raw := rates[r.RawName]; raw > 0 && r.EventsPerSec > 0 {
+		if raw := rates[key{r.Group, r.RawName}]; raw > 0 && r.EventsPerSec > 0 {
 			r.Ratio = r.EventsPerSec / raw
 		}
 	}

@@ -294,11 +294,16 @@ func (b *builder) handledByRetired(projection string) string {
 
 // gapSafe renders a read of a cursor's successors (see [ReadFrom]); extra are further
 // conditions on the events of both parts.
+//
+// The parts that return nothing for this read are left out of the text: the rows of
+// holes when the cursor has none, the head of the stream when it is not asked for
+// (its columns are then NULL). Each would cost the server its planning on every
+// batch (PostgreSQL plans these reads afresh on each execution), and most batches
+// of a catching-up reader have neither. So one read renders up to four texts, each
+// prepared once per connection.
 func (b *builder) gapSafe(name string, f Filter, holes Holes, mode partitionMode, limit int, head bool, extra []string) Statement {
 	cond := append([]string{b.partition(f, mode), b.eventTypes(f.EventTypes)}, extra...)
 	lim := b.param(int32(limit), "integer")
-	txs, pos := b.param(xid8s(holes.TransactionIDs), "xid8[]"), b.param(holes.Positions, "bigint[]")
-	after := b.after(f.AfterTransactionID, f.AfterPosition)
 	nulls := make([]string, len(Columns))
 	for i, c := range Columns {
 		nulls[i] = "NULL::" + types[i] + " AS " + c
@@ -307,20 +312,26 @@ func (b *builder) gapSafe(name string, f Filter, holes Holes, mode partitionMode
 	var sql strings.Builder
 	sql.WriteString("-- name: " + name + "\n")
 	sql.WriteString("WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS s)\n")
-	// The head of the stream, only when asked for (a one-time filter skips the scan).
 	fmt.Fprintf(&sql, `SELECT %s,
        %d AS %s, pg_snapshot_xmax(s) AS %s, ARRAY(SELECT pg_snapshot_xip(s)) AS %s, pg_is_in_recovery() AS %s,
-       hd.transaction_id AS %s, hd.global_position AS %s
+`, strings.Join(nulls, ", "), KindSnapshot, GapSafeColumns[0], GapSafeColumns[1], GapSafeColumns[2], GapSafeColumns[3])
+	if head {
+		fmt.Fprintf(&sql, `       hd.transaction_id AS %s, hd.global_position AS %s
 FROM snap
 LEFT JOIN LATERAL (
    SELECT transaction_id, global_position FROM esgen_events
-   WHERE %s
    ORDER BY transaction_id DESC, global_position DESC
    LIMIT 1) hd ON true
-`, strings.Join(nulls, ", "), KindSnapshot, GapSafeColumns[0], GapSafeColumns[1], GapSafeColumns[2], GapSafeColumns[3],
-		GapSafeColumns[4], GapSafeColumns[5], b.param(head, "boolean"))
+`, GapSafeColumns[4], GapSafeColumns[5])
+	} else {
+		fmt.Fprintf(&sql, `       NULL::xid8 AS %s, NULL::bigint AS %s
+FROM snap
+`, GapSafeColumns[4], GapSafeColumns[5])
+	}
 	// Both parts run on the commit-order index: a hole's rows are one range of it.
-	fmt.Fprintf(&sql, `UNION ALL
+	if len(holes.TransactionIDs) > 0 {
+		txs, pos := b.param(xid8s(holes.TransactionIDs), "xid8[]"), b.param(holes.Positions, "bigint[]")
+		fmt.Fprintf(&sql, `UNION ALL
 (SELECT %s, %d, NULL, NULL, NULL, NULL, NULL
  FROM unnest(%s, %s) AS h(x, p)
  CROSS JOIN LATERAL (
@@ -333,14 +344,16 @@ LEFT JOIN LATERAL (
  WHERE pg_visible_in_snapshot(h.x, (SELECT s FROM snap))
  ORDER BY e.transaction_id, e.global_position
  LIMIT %s)
-UNION ALL
+`, columnList, KindHole, txs, pos, columnList, strings.Join(cond, and), lim, lim)
+	}
+	after := b.after(f.AfterTransactionID, f.AfterPosition)
+	fmt.Fprintf(&sql, `UNION ALL
 (SELECT %s, %d, NULL, NULL, NULL, NULL, NULL
  FROM esgen_events e
  WHERE %s
    AND %s
  ORDER BY e.transaction_id, e.global_position
- LIMIT %s)`, columnList, KindHole, txs, pos, columnList, strings.Join(cond, and), lim, lim,
-		columnList, KindAfter, after, strings.Join(cond, "\n   AND "), lim)
+ LIMIT %s)`, columnList, KindAfter, after, strings.Join(cond, "\n   AND "), lim)
 	return Statement{SQL: sql.String(), Args: b.args}
 }
 

@@ -183,3 +183,69 @@ func ids(evs []eventstore.Event) []string {
 	}
 	return out
 }
+
+// A gap-safe read renders only the parts it needs: no rows of holes for a cursor
+// without holes, no head of the stream unless asked for. Every text returns the same
+// events, and the head when asked for.
+func TestGapSafeReadLeavesOutWhatItDoesNotNeed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	const n = 12
+	for i := range n {
+		if _, err := eventstore.Append(ctx, pool, "Agg", fmt.Sprintf("a-%d", i%3), eventstore.Any,
+			eventstore.EventData{Type: "T", Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := query(t, pool, readsql.ReadFrom(readsql.Filter{}, readsql.Holes{}, 10*n))
+	if len(all) != n {
+		t.Fatalf("ReadFrom without holes: %d events, want %d", len(all), n)
+	}
+	last := all[n-1].Position
+	// The cursor after event 8 with a hole at event 3's transaction, none of it handled.
+	after := all[8].Position
+	holes := readsql.Holes{TransactionIDs: []uint64{all[3].Position.TransactionID}, Positions: []int64{0}}
+	want := append(ids(all[3:4]), ids(all[9:])...)
+	for _, head := range []bool{false, true} {
+		for _, withHoles := range []bool{false, true} {
+			h, w := readsql.Holes{}, ids(all[9:])
+			if withHoles {
+				h, w = holes, want
+			}
+			st := readsql.ReadPartition(readsql.PartitionRead{
+				Filter: readsql.Filter{AfterTransactionID: after.TransactionID, AfterPosition: after.GlobalPosition},
+				Holes:  h, Limit: 10 * n, Projection: "p", Head: head,
+			})
+			name := fmt.Sprintf("head %t, holes %t", head, withHoles)
+			if got := strings.Contains(st.SQL, "AS h(x, p)"); got != withHoles {
+				t.Errorf("%s: the text reads holes: %t", name, got)
+			}
+			if got := strings.Contains(st.SQL, ") hd ON true"); got != head {
+				t.Errorf("%s: the text reads the head: %t", name, got)
+			}
+			rows, err := pool.Query(ctx, st.SQL, st.Args...)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			b, err := eventstore.ScanBatch(rows, eventstore.Cursor{}, 10*n)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if got := ids(b.Events); !slices.Equal(got, w) {
+				t.Errorf("%s: %d events, want %d", name, len(got), len(w))
+			}
+			wantHead := eventstore.Position{}
+			if head {
+				wantHead = last
+			}
+			if got := b.Snapshot().Head; got != wantHead {
+				t.Errorf("%s: head %s, want %s", name, got, wantHead)
+			}
+		}
+	}
+}
