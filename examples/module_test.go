@@ -77,7 +77,7 @@ func TestReadmeUseItInYourModule(t *testing.T) {
 
 // fillInModule does what the README asks of the reader after go generate: each
 // balances handler records the account's version in the starter table of
-// sql/migrations/100_balances.sql, and the errors import goes.
+// sql/migrations/100_balances.sql, Reset truncates it, and the errors import goes.
 func fillInModule(ctx context.Context, r *runner) error {
 	file := filepath.Join(r.dir, "projections", "balances", "handlers.go")
 	b, err := os.ReadFile(file)
@@ -92,6 +92,11 @@ func fillInModule(ctx context.Context, r *runner) error {
 		}
 		src = strings.Replace(src, stub, "return record(ctx, tx, env)", 1)
 	}
+	reset := `return errors.New("balances: Reset not implemented")`
+	if !strings.Contains(src, reset) {
+		return fmt.Errorf("handlers.go has no Reset stub:\n%s", src)
+	}
+	src = strings.Replace(src, reset, "_, err := tx.Exec(ctx, `TRUNCATE balances`)\n\treturn err", 1)
 	src = strings.Replace(src, "\t\"errors\"\n", "", 1) + `
 // record notes the account's version in the read model.
 func record(ctx context.Context, tx pgx.Tx, env *eventstore.Event) error {

@@ -347,6 +347,11 @@ func run(t *testing.T, dir string, env []string, name string, args ...string) st
 	return string(out)
 }
 
+func fileExists(name string) bool {
+	_, err := os.Stat(name)
+	return err == nil
+}
+
 func readFile(t *testing.T, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(name)
@@ -368,9 +373,9 @@ func writeFile(t *testing.T, name, content string) {
 
 // fillHandlers fills in the handler stubs the way a user edits the file: Handlers
 // embeds the readModel of testdata/e2e_balances.go (copied next to it as
-// readmodel.go), NewHandlers builds it from the process's dependencies, and each
-// stub's "not implemented" return becomes a call to it; the errors import goes when
-// nothing uses it any more.
+// readmodel.go), NewHandlers builds it from the process's dependencies, each
+// stub's "not implemented" return becomes a call to it, and Reset truncates the table;
+// the errors import goes when nothing uses it any more.
 func fillHandlers(t *testing.T, file string) {
 	t.Helper()
 	src := readFile(t, file)
@@ -384,6 +389,7 @@ func fillHandlers(t *testing.T, file string) {
 		src = strings.Replace(src, old, filled, 1)
 	}
 	for method, body := range map[string]string{
+		"Reset":            "_, err := tx.Exec(ctx, `TRUNCATE balances`)\n\treturn err",
 		"OnAccountOpened":  `return h.open(ctx, tx, env, e.Owner, e.Currency)`,
 		"OnMoneyDeposited": `return h.apply(ctx, tx, env, e.Amount)`,
 		"OnMoneyWithdrawn": `return h.apply(ctx, tx, env, -e.Amount)`,
@@ -435,9 +441,9 @@ func TestGoldenOutputsCompile(t *testing.T) {
 				t.Fatal(err)
 			}
 			run(t, mod, moduleEnv(), "go", "vet", "./...")
-			if name == "bank" {
+			if check := filepath.Join("testdata", "e2e_"+name+"_check_test.go"); fileExists(check) {
 				// The generated code's behaviour, without a database.
-				writeFile(t, filepath.Join(mod, "check", "check_test.go"), readFile(t, filepath.Join("testdata", "e2e_bank_check_test.go")))
+				writeFile(t, filepath.Join(mod, "check", "check_test.go"), readFile(t, check))
 				run(t, mod, moduleEnv(), "go", "test", "./check")
 			}
 		})

@@ -60,8 +60,10 @@ projections:
 	// created sql/migrations/100_balances.sql
 	// created projections/balances/handlers.go
 	// created cmd/balances-projector/main.go
+	// created esgen.lock.json
 	// unchanged generated/events/events.go
 	// unchanged generated/projections/balances/projection.go
 	// kept projections/balances/handlers.go
 	// unchanged cmd/balances-projector/main.go
+	// unchanged esgen.lock.json
 }

@@ -24,6 +24,10 @@ type Options struct {
 	Spec string
 	// ModulePath is the import path of Dir. Default: read from the nearest go.mod.
 	ModulePath string
+	// AcceptBreaking accepts changes to published event schemas that would break
+	// stored events (see lock.go): they are listed in Result.Breaking instead of
+	// failing, and the lock file is rewritten from the spec.
+	AcceptBreaking bool
 }
 
 // Action is what Generate did to a file.
@@ -52,7 +56,13 @@ type Result struct {
 	// SqlcConfig is the module's sqlc.yaml (an absolute path) when the spec says
 	// sqlc: true: run sqlc for it next (RunSqlc).
 	SqlcConfig string
+	// Breaking lists the breaking changes to published event schemas that
+	// Options.AcceptBreaking accepted, as spec errors would name them.
+	Breaking []string
 }
+
+// versionsDir is the folder of the versions package, inside the events folder.
+const versionsDir = "versions"
 
 // kind says who owns a planned file.
 type kind int
@@ -90,6 +100,16 @@ func Generate(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	lockFile := lockName(specFile)
+	lockDisplay := filepath.Base(lockFile)
+	published, err := readLock(lockFile, lockDisplay)
+	if err != nil {
+		return nil, err
+	}
+	breaking := checkLock(spec, published, lockDisplay)
+	if len(breaking) > 0 && !opts.AcceptBreaking {
+		return nil, breaking
+	}
 	modPath := opts.ModulePath
 	if modPath == "" {
 		if modPath, err = ModulePath(dir); err != nil {
@@ -100,7 +120,19 @@ func Generate(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	lock, err := newLock(spec).encode()
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", lockDisplay, err)
+	}
+	lockRel, err := filepath.Rel(dir, lockFile)
+	if err != nil {
+		return nil, fmt.Errorf("place %s: %w", lockDisplay, err)
+	}
+	files = append(files, plannedFile{path: filepath.ToSlash(lockRel), content: lock})
 	res := &Result{Warnings: warnings}
+	for _, e := range breaking {
+		res.Breaking = append(res.Breaking, e.Error())
+	}
 	if spec.Sqlc {
 		res.SqlcConfig = filepath.Join(dir, "sqlc.yaml")
 	}
@@ -146,6 +178,8 @@ func plan(dir string, spec *Spec, modPath string) ([]plannedFile, []string, erro
 		projections: importPath(modPath, out.Projections),
 		handlers:    importPath(modPath, out.Handlers),
 		cmd:         out.Cmd,
+		versions:    importPath(modPath, path.Join(out.Events, versionsDir)),
+		upcasters:   importPath(modPath, out.Upcasters),
 	}
 	var files []plannedFile
 	var warnings []string
@@ -156,11 +190,26 @@ func plan(dir string, spec *Spec, modPath string) ([]plannedFile, []string, erro
 	}
 	files = append(files, migrations...)
 
-	src, err := render("events.go", eventsFile(spec))
+	src, err := render("events.go", eventsFile(spec, paths))
 	if err != nil {
 		return nil, nil, err
 	}
 	files = append(files, plannedFile{path: path.Join(out.Events, "events.go"), content: src})
+	if spec.versioned() {
+		// Older versions: their structs, and the user's upcasters between them.
+		src, err := render("versions.go", versionsFile(spec))
+		if err != nil {
+			return nil, nil, err
+		}
+		files = append(files, plannedFile{path: path.Join(out.Events, versionsDir, "versions.go"), content: src})
+		up, err := upcastersPlan(dir, spec, paths)
+		if err != nil {
+			return nil, nil, err
+		}
+		if up.content != nil {
+			files = append(files, plannedFile{path: path.Join(out.Upcasters, upcastersFileName), content: up.content, kind: userOwned, base: up.base, appended: up.appended})
+		}
+	}
 
 	numbers, err := scanMigrations(dir, out.Migrations)
 	if err != nil {

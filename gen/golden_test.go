@@ -18,8 +18,10 @@ var updateGolden = os.Getenv("ESGEN_UPDATE_GOLDEN") != ""
 // goldenModule is the module path the golden cases generate for.
 const goldenModule = "example.com/app"
 
-// TestGolden runs every case under testdata: a folder with an esgen.yaml and either
-// the expected output tree under want/ or the expected error text in error.txt.
+// TestGolden runs every case under testdata: a folder with an esgen.yaml, optionally
+// the module's files before generating under input/ (e.g. the lock of published
+// schemas, esgen.lock.json), and either the expected output tree under want/ or the
+// expected error text in error.txt.
 // esgen's own migrations are checked by TestMigrationsAreEsgensWithAHeader, not copied
 // into every case; the read-model migrations written for the module are.
 func TestGolden(t *testing.T) {
@@ -36,6 +38,11 @@ func TestGolden(t *testing.T) {
 			caseDir := filepath.Join("testdata", c.Name())
 			dir := t.TempDir()
 			copyFile(t, filepath.Join(caseDir, "esgen.yaml"), filepath.Join(dir, "esgen.yaml"))
+			inputs := []string{"esgen.yaml"} // the spec first, then the input files
+			for _, rel := range listFiles(t, filepath.Join(caseDir, "input")) {
+				copyFile(t, filepath.Join(caseDir, "input", filepath.FromSlash(rel)), filepath.Join(dir, filepath.FromSlash(rel)))
+				inputs = append(inputs, rel)
+			}
 
 			_, genErr := Generate(Options{Dir: dir, ModulePath: goldenModule})
 			errFile := filepath.Join(caseDir, "error.txt")
@@ -46,8 +53,13 @@ func TestGolden(t *testing.T) {
 				if !errors.As(genErr, &list) {
 					t.Fatalf("Generate: %v (want an ErrorList)", genErr)
 				}
-				if got := listFiles(t, dir); !slices.Equal(got, []string{"esgen.yaml"}) {
-					t.Errorf("a failing spec wrote files: %v", got)
+				if got := listFiles(t, dir); !slices.Equal(got, slices.Sorted(slices.Values(inputs))) {
+					t.Errorf("a failing spec wrote files: %v, want only %v", got, inputs)
+				}
+				for _, rel := range inputs[1:] {
+					if !bytes.Equal(readFile(t, filepath.Join(dir, rel)), readFile(t, filepath.Join(caseDir, "input", rel))) {
+						t.Errorf("a failing spec changed %s", rel)
+					}
 				}
 				compareGolden(t, errFile, []byte(genErr.Error()+"\n"))
 				return

@@ -45,6 +45,8 @@ func (r *recorder) OnMoneyWithdrawn(_ context.Context, _ pgx.Tx, env *eventstore
 	return r.keep(env, e)
 }
 
+func (r *recorder) Reset(context.Context, pgx.Tx) error { return r.err }
+
 func TestGeneratedProjection(t *testing.T) {
 	r := &recorder{}
 	p := balances.New(r)
@@ -62,8 +64,10 @@ func TestGeneratedProjection(t *testing.T) {
 func TestGeneratedDispatcher(t *testing.T) {
 	ctx := context.Background()
 	id := uuid.MustParse("0190a4c6-47a1-7000-8000-00000000abcd")
+	versions := map[string]int32{events.AccountOpenedType: events.AccountOpenedVersion, events.MoneyDepositedType: events.MoneyDepositedVersion,
+		events.MoneyWithdrawnType: events.MoneyWithdrawnVersion}
 	env := func(typ, payload string) *eventstore.Event {
-		return &eventstore.Event{EventID: id, AggregateType: "Account", AggregateID: "acc-7", Type: typ, Payload: json.RawMessage(payload)}
+		return &eventstore.Event{EventID: id, AggregateType: "Account", AggregateID: "acc-7", Type: typ, Version: versions[typ], Payload: json.RawMessage(payload)}
 	}
 
 	t.Run("decodes for the method of the type", func(t *testing.T) {
@@ -113,6 +117,28 @@ func TestGeneratedDispatcher(t *testing.T) {
 		}
 	})
 
+	t.Run("a stored version the code does not know is an error naming the event", func(t *testing.T) {
+		r := &recorder{}
+		old := env(events.MoneyWithdrawnType, `{"amount":3}`)
+		old.Version = 1 // MoneyWithdrawn starts at version 2 in the demo's spec
+		err := balances.New(r).Handler.Handle(ctx, nil, old)
+		for _, part := range []string{"balances: event " + id.String() + " of Account acc-7", "decode MoneyWithdrawn event: stored version 1 is not one this code decodes (versions 2 to 2)"} {
+			if err == nil || !strings.Contains(err.Error(), part) {
+				t.Errorf("Handle of version 1 = %v, want it to say %q", err, part)
+			}
+		}
+		if len(r.evs) != 0 {
+			t.Errorf("the handler was called with %v", r.evs)
+		}
+	})
+
+	t.Run("Reset reaches the handlers", func(t *testing.T) {
+		boom := errors.New("boom")
+		if err := balances.New(&recorder{err: boom}).Reset(ctx, nil); err != boom {
+			t.Errorf("Reset = %v", err)
+		}
+	})
+
 	t.Run("an unexpected type names it", func(t *testing.T) {
 		r := &recorder{}
 		err := balances.New(r).Handler.Handle(ctx, nil, env("LoanGranted", `{}`))
@@ -139,7 +165,7 @@ func TestGeneratedEncodeDecode(t *testing.T) {
 		if data.Type != ev.EventType() || data.Version != ev.EventVersion() {
 			t.Errorf("Encode(%#v) = type %s version %d", ev, data.Type, data.Version)
 		}
-		back, err := events.Decode(data.Type, data.Payload)
+		back, err := events.Decode(data.Type, data.Version, data.Payload)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,11 +181,11 @@ func TestGeneratedEncodeDecode(t *testing.T) {
 		t.Errorf("MoneyWithdrawnVersion = %d, want the spec's 2", events.MoneyWithdrawnVersion)
 	}
 
-	got, err := events.Decode(events.MoneyDepositedType, []byte(`{"amount":"five"}`))
+	got, err := events.Decode(events.MoneyDepositedType, 1, []byte(`{"amount":"five"}`))
 	if got != nil || err == nil || !strings.Contains(err.Error(), events.MoneyDepositedType) {
 		t.Errorf("Decode of a bad payload = %#v, %v; want nil and an error naming the type", got, err)
 	}
-	if got, err := events.Decode("Nope", []byte(`{}`)); got != nil || err == nil || !strings.Contains(err.Error(), `"Nope"`) {
+	if got, err := events.Decode("Nope", 1, []byte(`{}`)); got != nil || err == nil || !strings.Contains(err.Error(), `"Nope"`) {
 		t.Errorf("Decode of an unknown type = %#v, %v", got, err)
 	}
 }

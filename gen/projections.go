@@ -14,6 +14,8 @@ type importPaths struct {
 	projections string // parent of the generated projection packages
 	handlers    string // parent of the user's handler packages
 	cmd         string // the folder of the projector mains, relative to the module
+	versions    string // the versions package (every version of versioned events)
+	upcasters   string // the user's upcasters package
 }
 
 func handlerParams(eventsPath string, ev *Event) []jen.Code {
@@ -46,10 +48,13 @@ func projectionFile(pr *Projection, paths importPaths) *jen.File {
 			g.Comment(wrapComment(fmt.Sprintf("On%s handles %s events of aggregate %s.", ev.Name, ev.Name, ev.Aggregate.Name), 1))
 			g.Id("On" + ev.Name).Params(handlerParams(paths.events, ev)...).Error()
 		}
+		g.Comment(wrapComment("Reset clears the read model when the projection is rebuilt (esgen rebuild): it runs in the transaction that puts the checkpoints back at the start of the stream, before the first event is handled again.", 1))
+		g.Id("Reset").Params(jen.Id("ctx").Qual("context", "Context"), jen.Id("tx").Qual(pgxPkg, "Tx")).Error()
 	})
 
 	f.Comment(doc("New returns the projection with h as its handler, ready for projector.Main or projection.Run."))
 	f.Func().Id("New").Params(jen.Id("h").Id("Handler")).Qual(projectionPkg, "Projection").Block(
+		jen.Id("d").Op(":=").Id("dispatcher").Values(field("h", jen.Id("h"))),
 		jen.Return(jen.Qual(projectionPkg, "Projection").Add(fields(
 			field("Name", jen.Id("Name")),
 			jen.Comment("The runtime filters the stream to these types in SQL.").Line().
@@ -59,8 +64,9 @@ func projectionFile(pr *Projection, paths importPaths) *jen.File {
 					}
 					g.Line()
 				}))),
-			field("Handler", jen.Id("dispatcher").Values(field("h", jen.Id("h")))),
+			field("Handler", jen.Id("d")),
 			field("Partitioned", jen.Lit(pr.Partitioned)),
+			field("Reset", jen.Id("d").Dot("reset")),
 		))),
 	)
 
@@ -76,7 +82,7 @@ func projectionFile(pr *Projection, paths importPaths) *jen.File {
 		jen.Switch(jen.Id("env").Dot("Type")).BlockFunc(func(g *jen.Group) {
 			for _, ev := range pr.Handles {
 				g.Case(jen.Qual(paths.events, ev.Name+"Type")).Block(
-					jen.Return(jen.Id("handle").Call(jen.Id("ctx"), jen.Id("tx"), jen.Id("env"), jen.Id("d").Dot("h").Dot("On"+ev.Name))),
+					jen.Return(jen.Id("handle").Call(jen.Id("ctx"), jen.Id("tx"), jen.Id("env"), jen.Qual(paths.events, "Decode"+ev.Name), jen.Id("d").Dot("h").Dot("On"+ev.Name))),
 				)
 			}
 			g.Default().Block(
@@ -86,17 +92,23 @@ func projectionFile(pr *Projection, paths importPaths) *jen.File {
 		}),
 	)
 
-	f.Comment(doc("handle decodes the payload of env into the event type on takes, and calls on with it. A payload that does not decode is an error naming the event."))
+	f.Comment(doc("reset calls the Handler's Reset (a method value of d, which New may take before h is set)."))
+	f.Func().Params(jen.Id("d").Id("dispatcher")).Id("reset").Params(jen.Id("ctx").Qual("context", "Context"), jen.Id("tx").Qual(pgxPkg, "Tx")).Error().Block(
+		jen.Return(jen.Id("d").Dot("h").Dot("Reset").Call(jen.Id("ctx"), jen.Id("tx"))),
+	)
+
+	f.Comment(doc("handle decodes env with decode, by the version it was stored with and up to the current version, and calls on with the event. An event that does not decode, or whose version the code does not know, is an error naming it."))
 	f.Func().Id("handle").Types(jen.Id("T").Qual(paths.events, "Event")).Params(
 		jen.Id("ctx").Qual("context", "Context"),
 		jen.Id("tx").Qual(pgxPkg, "Tx"),
 		jen.Id("env").Op("*").Qual(eventstorePkg, "Event"),
+		jen.Line().Id("decode").Func().Params(jen.Int32(), jen.Index().Byte()).Params(jen.Id("T"), jen.Error()),
 		jen.Line().Id("on").Func().Params(jen.Qual("context", "Context"), jen.Qual(pgxPkg, "Tx"), jen.Op("*").Qual(eventstorePkg, "Event"), jen.Id("T")).Error(),
 	).Error().Block(
-		jen.Var().Id("e").Id("T"),
-		jen.If(jen.Err().Op(":=").Qual("encoding/json", "Unmarshal").Call(jen.Id("env").Dot("Payload"), jen.Op("&").Id("e")), jen.Err().Op("!=").Nil()).Block(
-			jen.Return(jen.Qual("fmt", "Errorf").Call(jen.Lit("%s: decode %s event %s of %s %s: %w"),
-				jen.Id("Name"), jen.Id("env").Dot("Type"), jen.Id("env").Dot("EventID"), jen.Id("env").Dot("AggregateType"), jen.Id("env").Dot("AggregateID"), jen.Err())),
+		jen.List(jen.Id("e"), jen.Err()).Op(":=").Id("decode").Call(jen.Id("env").Dot("Version"), jen.Id("env").Dot("Payload")),
+		jen.If(jen.Err().Op("!=").Nil()).Block(
+			jen.Return(jen.Qual("fmt", "Errorf").Call(jen.Lit("%s: event %s of %s %s (version %d): %w"),
+				jen.Id("Name"), jen.Id("env").Dot("EventID"), jen.Id("env").Dot("AggregateType"), jen.Id("env").Dot("AggregateID"), jen.Id("env").Dot("AggregateVersion"), jen.Err())),
 		),
 		jen.Return(jen.Id("on").Call(jen.Id("ctx"), jen.Id("tx"), jen.Id("env"), jen.Id("e"))),
 	)

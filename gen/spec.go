@@ -2,6 +2,7 @@ package gen
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -27,6 +29,21 @@ type Spec struct {
 	Projections []*Projection
 	Output      Output
 	Sqlc        bool // write a starter sqlc.yaml for the module's read-model queries
+
+	aggregatesNode *yaml.Node // where errors about a removed aggregate point
+}
+
+// versioned reports whether an event of the spec keeps older versions: then the
+// events package decodes them through the versions package and the user's upcasters.
+func (s *Spec) versioned() bool {
+	for _, agg := range s.Aggregates {
+		for _, ev := range agg.Events {
+			if len(ev.Older) > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Aggregate is a kind of entity whose state is its events. Its name is the aggregate
@@ -34,6 +51,8 @@ type Spec struct {
 type Aggregate struct {
 	Name   string
 	Events []*Event
+
+	eventsNode *yaml.Node // where errors about a removed event point
 }
 
 // Event is one event of an aggregate. Its name is the event type stored in the event
@@ -43,6 +62,39 @@ type Event struct {
 	Aggregate *Aggregate
 	Version   int32 // the payload schema version, 1 unless given
 	Fields    []*Field
+	// Older are the earlier versions the spec keeps (versions:), oldest first, each
+	// one below the next without a gap: stored events of these versions are decoded
+	// and upcast, one version at a time, to Version.
+	Older []*EventVersion
+
+	keyNode, versionNode, fieldsNode, versionsNode *yaml.Node
+}
+
+// EventVersion is an earlier version of an event's payload, kept so that events
+// stored with it still decode.
+type EventVersion struct {
+	Version int32
+	Fields  []*Field
+
+	keyNode, fieldsNode *yaml.Node
+}
+
+// Versions returns every version of e the code decodes, oldest first, the current one
+// last (with e's fields).
+func (e *Event) Versions() []*EventVersion {
+	cur := &EventVersion{Version: e.Version, Fields: e.Fields, keyNode: e.versionNode, fieldsNode: e.fieldsNode}
+	if cur.keyNode == nil {
+		cur.keyNode = e.keyNode
+	}
+	return append(append([]*EventVersion{}, e.Older...), cur)
+}
+
+// Lowest is the oldest version of e the code decodes.
+func (e *Event) Lowest() int32 {
+	if len(e.Older) > 0 {
+		return e.Older[0].Version
+	}
+	return e.Version
 }
 
 // Field is one payload field.
@@ -50,6 +102,8 @@ type Field struct {
 	Name   string // the JSON name, as written in the spec
 	GoName string // the exported Go name, e.g. OwnerID for owner_id
 	Type   *Type
+
+	keyNode, typeNode *yaml.Node
 }
 
 // Projection is a read model fed by some events.
@@ -66,6 +120,7 @@ type Output struct {
 	Projections string // handler interfaces and dispatchers; default generated/projections
 	Cmd         string // projector mains, <Cmd>/<name>-projector; default cmd
 	Handlers    string // user-owned handler stubs; default projections
+	Upcasters   string // user-owned upcasters of older event versions; default upcasters
 }
 
 // DefaultOutput is the folder layout used for keys the spec leaves out.
@@ -75,6 +130,7 @@ var DefaultOutput = Output{
 	Projections: "generated/projections",
 	Cmd:         "cmd",
 	Handlers:    "projections",
+	Upcasters:   "upcasters",
 }
 
 // Load reads and validates the spec at file. A spec with mistakes gives an ErrorList
@@ -158,6 +214,7 @@ func (p *loader) parse(data []byte) *Spec {
 	events := map[string]*Event{}
 	eventNodes := map[string]*yaml.Node{}
 	if n := top["aggregates"]; n != nil {
+		spec.aggregatesNode = n
 		entries := p.entries(n, "aggregates", "aggregate")
 		if entries != nil && len(entries) == 0 {
 			p.errorf(n, "aggregates", "declare at least one aggregate")
@@ -334,13 +391,13 @@ func (p *loader) str(n *yaml.Node, fieldPath, want string) (string, bool) {
 }
 
 func (p *loader) output(n *yaml.Node, out *Output) {
-	m := p.mapping(n, "output", []string{"migrations", "events", "projections", "cmd", "handlers"}, nil)
+	m := p.mapping(n, "output", []string{"migrations", "events", "projections", "cmd", "handlers", "upcasters"}, nil)
 	targets := []struct {
 		key string
 		dst *string
 	}{
 		{"migrations", &out.Migrations}, {"events", &out.Events}, {"projections", &out.Projections},
-		{"cmd", &out.Cmd}, {"handlers", &out.Handlers},
+		{"cmd", &out.Cmd}, {"handlers", &out.Handlers}, {"upcasters", &out.Upcasters},
 	}
 	used := map[string]string{}
 	for _, t := range targets {
@@ -377,7 +434,7 @@ func (p *loader) aggregate(e entry, events map[string]*Event, eventNodes map[str
 	if m == nil || m["events"] == nil {
 		return nil
 	}
-	agg := &Aggregate{Name: name}
+	agg := &Aggregate{Name: name, eventsNode: m["events"]}
 	entries := p.entries(m["events"], fp+".events", "event")
 	if entries != nil && len(entries) == 0 {
 		p.errorf(m["events"], fp+".events", "declare at least one event")
@@ -405,52 +462,193 @@ func (p *loader) aggregate(e entry, events map[string]*Event, eventNodes map[str
 }
 
 func (p *loader) event(e entry, fp string) *Event {
-	ev := &Event{Name: e.key.Value, Version: 1}
-	m := p.mapping(e.val, fp, []string{"version", "fields"}, nil)
+	ev := &Event{Name: e.key.Value, Version: 1, keyNode: e.key}
+	m := p.mapping(e.val, fp, []string{"version", "fields", "versions"}, nil)
 	if m == nil {
 		return nil
 	}
 	if n := m["version"]; n != nil {
-		if v, ok := p.integer(n, fp+".version"); ok {
-			if v < 1 || v > math.MaxInt32 {
-				p.errorf(n, fp+".version", "version must be between 1 and %d, got %d", math.MaxInt32, v)
-			}
-			ev.Version = int32(min(max(v, 1), math.MaxInt32))
+		ev.versionNode = n
+		if v, ok := p.version(n, fp+".version"); ok {
+			ev.Version = v
 		}
 	}
 	if n := m["fields"]; n != nil {
-		goNames := map[string]string{}
-		for _, f := range p.entries(n, fp+".fields", "field") {
-			ffp := fp + ".fields." + f.key.Value
-			if !fieldName.MatchString(f.key.Value) {
-				p.errorf(f.key, ffp, "invalid field name %q: use letters, digits and underscores, starting with a letter", f.key.Value)
-				continue
-			}
-			field := &Field{Name: f.key.Value, GoName: goFieldName(f.key.Value)}
-			switch field.GoName {
-			case "EventType", "EventVersion":
-				p.errorf(f.key, ffp, "field %q would become the Go field %s, which is the name of a generated method", field.Name, field.GoName)
-				continue
-			}
-			if other, dup := goNames[field.GoName]; dup {
-				p.errorf(f.key, ffp, "field %q and field %q both become the Go field %s", other, field.Name, field.GoName)
-				continue
-			}
-			goNames[field.GoName] = field.Name
-			s, ok := p.str(f.val, ffp, `a type such as "int64" or "[]string"`)
-			if !ok {
-				continue
-			}
-			t, err := ParseType(s)
-			if err != nil {
-				p.errorf(f.val, ffp, "%v", err)
-				continue
-			}
-			field.Type = t
-			ev.Fields = append(ev.Fields, field)
-		}
+		ev.fieldsNode = n
+		ev.Fields = p.fields(n, fp+".fields")
+	}
+	if n := m["versions"]; n != nil {
+		ev.versionsNode = n
+		p.olderVersions(ev, n, fp)
 	}
 	return ev
+}
+
+// version reads a version number: 1 to MaxInt32.
+func (p *loader) version(n *yaml.Node, fieldPath string) (int32, bool) {
+	v, ok := p.integer(n, fieldPath)
+	if !ok {
+		return 0, false
+	}
+	if v < 1 || v > math.MaxInt32 {
+		p.errorf(n, fieldPath, "version must be between 1 and %d, got %d", math.MaxInt32, v)
+		return int32(min(max(v, 1), math.MaxInt32)), false
+	}
+	return int32(v), true
+}
+
+// fields reads a mapping of payload fields.
+func (p *loader) fields(n *yaml.Node, fp string) []*Field {
+	var out []*Field
+	goNames := map[string]string{}
+	for _, f := range p.entries(n, fp, "field") {
+		ffp := fp + "." + f.key.Value
+		if !fieldName.MatchString(f.key.Value) {
+			p.errorf(f.key, ffp, "invalid field name %q: use letters, digits and underscores, starting with a letter", f.key.Value)
+			continue
+		}
+		field := &Field{Name: f.key.Value, GoName: goFieldName(f.key.Value), keyNode: f.key, typeNode: f.val}
+		switch field.GoName {
+		case "EventType", "EventVersion":
+			p.errorf(f.key, ffp, "field %q would become the Go field %s, which is the name of a generated method", field.Name, field.GoName)
+			continue
+		}
+		if other, dup := goNames[field.GoName]; dup {
+			p.errorf(f.key, ffp, "field %q and field %q both become the Go field %s", other, field.Name, field.GoName)
+			continue
+		}
+		goNames[field.GoName] = field.Name
+		s, ok := p.str(f.val, ffp, `a type such as "int64" or "[]string"`)
+		if !ok {
+			continue
+		}
+		t, err := ParseType(s)
+		if err != nil {
+			p.errorf(f.val, ffp, "%v", err)
+			continue
+		}
+		field.Type = t
+		out = append(out, field)
+	}
+	return out
+}
+
+// olderVersions reads versions: the earlier versions of ev, by number, each with its
+// fields. They must be below the current version and, with it, run without a gap
+// (every stored version upcasts to the next one), and no version may have the same
+// fields as the one before it.
+func (p *loader) olderVersions(ev *Event, n *yaml.Node, fp string) {
+	vfp := fp + ".versions"
+	entries := p.entries(n, vfp, "version")
+	if entries != nil && len(entries) == 0 {
+		p.errorf(n, vfp, "no older versions: list at least one (e.g. versions: {1: {fields: {...}}}) or leave the key out")
+		return
+	}
+	byNumber := map[int32]*EventVersion{}
+	for _, e := range entries {
+		efp := vfp + "." + e.key.Value
+		v, err := strconv.ParseInt(e.key.Value, 10, 32)
+		if err != nil || v < 1 {
+			p.errorf(e.key, efp, "%q is not a version: the keys of versions are the numbers of older versions (1, 2, …)", e.key.Value)
+			continue
+		}
+		if int32(v) >= ev.Version {
+			p.errorf(e.key, efp, "version %d is not older than the current version %d: versions lists earlier versions only (the current one is given by version and fields)", v, ev.Version)
+			continue
+		}
+		old := &EventVersion{Version: int32(v), keyNode: e.key}
+		m := p.mapping(e.val, efp, []string{"fields"}, nil)
+		if m == nil {
+			continue
+		}
+		if fn := m["fields"]; fn != nil {
+			old.fieldsNode = fn
+			old.Fields = p.fields(fn, efp+".fields")
+		}
+		byNumber[old.Version] = old
+		ev.Older = append(ev.Older, old)
+	}
+	if len(ev.Older) == 0 {
+		return
+	}
+	slices.SortFunc(ev.Older, func(a, b *EventVersion) int { return cmp.Compare(a.Version, b.Version) })
+	// Every version from the oldest kept one up to the current one must be there:
+	// stored events are upcast one version at a time.
+	newest := ev.Older[len(ev.Older)-1]
+	for i := 1; i < len(ev.Older); i++ {
+		prev, next := ev.Older[i-1], ev.Older[i]
+		if next.Version != prev.Version+1 {
+			p.errorf(next.keyNode, vfp+"."+strconv.Itoa(int(next.Version)),
+				"the upcaster chain has a hole: versions %d and %d are declared but not %s; stored events are upcast one version at a time (%s), so declare %s with %s fields",
+				prev.Version, next.Version, numbers(prev.Version+1, next.Version-1, " and "), chain(prev.Version, next.Version), plural(next.Version-prev.Version-1, "version", "versions")+" "+numbers(prev.Version+1, next.Version-1, " and "), plural(next.Version-prev.Version-1, "its", "their"))
+		}
+	}
+	if ev.Version != newest.Version+1 {
+		skipped := plural(ev.Version-newest.Version-1, "version", "versions") + " " + numbers(newest.Version+1, ev.Version-1, " and ")
+		at := ev.versionNode
+		if at == nil {
+			at = ev.keyNode
+		}
+		p.errorf(at, fp+".version",
+			"version %d skips %s: the version after %d is %d; make this version %d, or keep %s under versions with %s fields",
+			ev.Version, skipped, newest.Version, newest.Version+1, newest.Version+1, skipped, plural(ev.Version-newest.Version-1, "its", "their"))
+	}
+	versions := ev.Versions()
+	for i := 1; i < len(versions); i++ {
+		prev, next := versions[i-1], versions[i]
+		if next.Version == prev.Version+1 && sameFields(prev.Fields, next.Fields) {
+			at, path := next.keyNode, vfp+"."+strconv.Itoa(int(next.Version))
+			if i == len(versions)-1 {
+				path = fp + ".version"
+			}
+			p.errorf(at, path, "version %d has the same fields as version %d: a new version is for a payload that changed (adding an optional field needs none); change its fields or drop the version", next.Version, prev.Version)
+		}
+	}
+}
+
+// sameFields reports whether a and b have the same fields with the same types, in
+// any order.
+func sameFields(a, b []*Field) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	types := map[string]string{}
+	for _, f := range a {
+		types[f.Name] = f.Type.String()
+	}
+	for _, f := range b {
+		if t, ok := types[f.Name]; !ok || t != f.Type.String() {
+			return false
+		}
+	}
+	return true
+}
+
+// numbers lists the versions from..to: "2", "2 and 3", "2 to 5".
+func numbers(from, to int32, and string) string {
+	switch {
+	case from == to:
+		return strconv.Itoa(int(from))
+	case to == from+1:
+		return fmt.Sprintf("%d%s%d", from, and, to)
+	}
+	return fmt.Sprintf("%d to %d", from, to)
+}
+
+// chain shows an upcaster chain: "1 → 2 → 3".
+func chain(from, to int32) string {
+	var parts []string
+	for v := from; v <= to; v++ {
+		parts = append(parts, strconv.Itoa(int(v)))
+	}
+	return strings.Join(parts, " → ")
+}
+
+func plural(n int32, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func (p *loader) projection(e entry, events map[string]*Event) *Projection {
@@ -521,9 +719,11 @@ func (p *loader) projection(e entry, events map[string]*Event) *Projection {
 	return pr
 }
 
-// checkGoNames reports aggregate and event names whose generated identifiers in the
-// events package would collide (e.g. an event named AccountEvent next to aggregate
-// Account, whose interface is AccountEvent).
+// checkGoNames reports aggregate and event names whose generated identifiers would
+// collide: in the events package (e.g. an event named AccountEvent next to aggregate
+// Account, whose interface is AccountEvent), and in the versions package and the
+// upcasters of versioned events (OrderPlacedV1 of OrderPlaced and an event named
+// OrderPlacedV1 with versions of its own).
 func (p *loader) checkGoNames(spec *Spec, eventNodes map[string]*yaml.Node) {
 	owners := map[string]string{
 		"Event":  "the generated Event interface",
@@ -531,24 +731,48 @@ func (p *loader) checkGoNames(spec *Spec, eventNodes map[string]*yaml.Node) {
 		"Decode": "the generated Decode function",
 	}
 	for _, agg := range spec.Aggregates {
-		for _, id := range []string{agg.Name + "Event", "Append" + agg.Name, agg.Name + "AggregateType"} {
+		for _, id := range []string{agg.Name + "Event", "Append" + agg.Name, "Read" + agg.Name, agg.Name + "AggregateType"} {
 			owners[id] = "a generated identifier of aggregate " + agg.Name
 		}
 	}
+	versioned := map[string]string{} // identifiers of the versions and upcasters packages
 	for _, agg := range spec.Aggregates {
 		for _, ev := range agg.Events {
-			for _, id := range []string{ev.Name, ev.Name + "Type", ev.Name + "Version"} {
+			ids := []string{ev.Name, ev.Name + "Type", ev.Name + "Version", "Decode" + ev.Name}
+			for _, id := range ids {
 				if owner, taken := owners[id]; taken {
 					n := eventNodes[ev.Name]
 					p.errorf(n, "aggregates."+agg.Name+".events."+ev.Name, "event name %q gives the Go identifier %s, which is already %s", ev.Name, id, owner)
 					break
 				}
 			}
-			for _, id := range []string{ev.Name, ev.Name + "Type", ev.Name + "Version"} {
+			for _, id := range ids {
 				owners[id] = "a generated identifier of event " + ev.Name
+			}
+			if len(ev.Older) == 0 {
+				continue
+			}
+			for _, v := range ev.Versions() {
+				for _, id := range []string{versionType(ev, v.Version), upcasterName(ev, v.Version)} {
+					if owner, taken := versioned[id]; taken && owner != ev.Name {
+						p.errorf(eventNodes[ev.Name], "aggregates."+agg.Name+".events."+ev.Name, "event name %q gives the Go identifier %s (of its version %d), which event %s gives too", ev.Name, id, v.Version, owner)
+					}
+					versioned[id] = ev.Name
+				}
 			}
 		}
 	}
+}
+
+// versionType is the struct of version v of ev in the versions package: OrderPlacedV1.
+func versionType(ev *Event, v int32) string {
+	return fmt.Sprintf("%sV%d", ev.Name, v)
+}
+
+// upcasterName is the user's function that upcasts version v of ev to the next
+// version: OrderPlacedV1ToV2.
+func upcasterName(ev *Event, v int32) string {
+	return fmt.Sprintf("%sV%dToV%d", ev.Name, v, v+1)
 }
 
 // didYouMean suggests the candidate closest to got, when one is close enough to be

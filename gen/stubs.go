@@ -61,15 +61,23 @@ func stubMethod(pr *Projection, ev *Event, recv string, names map[string]string,
 	)
 }
 
+// resetStub is the stub of the Handlers' Reset method, which a rebuild calls.
+func resetStub(pr *Projection, recv string, names map[string]string) string {
+	return doc(fmt.Sprintf("Reset clears the read model when the projection is rebuilt (esgen rebuild). It runs in the transaction that puts the checkpoints back at the start of the stream, before the first event is handled again: delete everything the handlers wrote, e.g.")) +
+		fmt.Sprintf("\n//\n//\t_, err := tx.Exec(ctx, `TRUNCATE %s`)\n//\treturn err\n", readModelTable(pr.Name)) +
+		fmt.Sprintf("func (%s *Handlers) Reset(ctx %s.Context, tx %s.Tx) error {\n\treturn %s.New(%q)\n}\n",
+			recv, names["context"], names[pgxPkg], names["errors"], pr.Name+": Reset not implemented")
+}
+
 // constructorName is the function of the user's handler package that the generated
 // main calls, when the package declares it, to build the handlers.
 const constructorName = "NewHandlers"
 
 // stubsFile is the first version of projections/<name>/handlers.go. It has no
 // generated header: the file belongs to the user from the start. With declare false
-// (the package already declares Handlers in another file) it holds only the stubs.
-// rm names the read model's files for the comments.
-func stubsFile(pr *Projection, evs []*Event, recv string, declare bool, paths importPaths, rm readModelFiles) ([]byte, error) {
+// (the package already declares Handlers in another file) it holds only the stubs,
+// with Reset when reset is true. rm names the read model's files for the comments.
+func stubsFile(pr *Projection, evs []*Event, recv string, declare, reset bool, paths importPaths, rm readModelFiles) ([]byte, error) {
 	genPkg := pr.Name + "gen"
 	var b bytes.Buffer
 	if declare {
@@ -104,6 +112,9 @@ func stubsFile(pr *Projection, evs []*Event, recv string, declare bool, paths im
 		fmt.Fprintf(&b, "var _ %s.Handler = (*Handlers)(nil)\n\n", genPkg)
 		b.WriteString(doc(fmt.Sprintf("%s returns the handlers of a projector process: its generated main (%s) calls it once, before the first batch. Give Handlers the fields they need and fill them in here, from deps (the process's pool, logger and partitions) or your own configuration; an error stops the process.", constructorName, path.Join(paths.cmd, pr.Name+"-projector"))) + "\n")
 		fmt.Fprintf(&b, "func %s(ctx context.Context, deps projector.Deps) (*Handlers, error) {\n\treturn &Handlers{}, nil\n}\n", constructorName)
+	}
+	if reset {
+		b.WriteString("\n" + resetStub(pr, recv, names))
 	}
 	for _, ev := range evs {
 		fmt.Fprintf(&b, "\n%#v\n", stubMethod(pr, ev, recv, names, paths))
@@ -157,7 +168,7 @@ func stubsPlan(dir string, pr *Projection, paths importPaths, relDir string, rm 
 	}
 	plan := stubPlan{base: existing, constructor: pkg.constructor}
 	if absent && !pkg.declared {
-		plan.content, err = stubsFile(pr, pr.Handles, pkg.recv, true, paths, rm)
+		plan.content, err = stubsFile(pr, pr.Handles, pkg.recv, true, true, paths, rm)
 		plan.constructor = true
 		return plan, err
 	}
@@ -184,15 +195,20 @@ func stubsPlan(dir string, pr *Projection, paths importPaths, relDir string, rm 
 			missing = append(missing, ev)
 		}
 	}
+	// Handler packages written before rebuilds existed have no Reset.
+	_, hasReset := pkg.methods["Reset"]
 	switch {
-	case len(missing) == 0 && absent:
+	case len(missing) == 0 && hasReset && absent:
 		return plan, nil
-	case len(missing) == 0:
+	case len(missing) == 0 && hasReset:
 		plan.content = existing
 		return plan, nil
 	case absent:
 		// Handlers lives in other files of the package: a new file with just the stubs.
-		plan.content, err = stubsFile(pr, missing, pkg.recv, false, paths, rm)
+		plan.content, err = stubsFile(pr, missing, pkg.recv, false, !hasReset, paths, rm)
+		if !hasReset {
+			plan.appended = append(plan.appended, "Reset")
+		}
 		for _, ev := range missing {
 			plan.appended = append(plan.appended, "On"+ev.Name)
 		}
@@ -221,6 +237,10 @@ func stubsPlan(dir string, pr *Projection, paths importPaths, relDir string, rm 
 		add = append(add, importSpec{imp.path, name})
 	}
 	var b bytes.Buffer
+	if !hasReset {
+		b.WriteString("\n" + resetStub(pr, pkg.recv, names))
+		plan.appended = append(plan.appended, "Reset")
+	}
 	for _, ev := range missing {
 		fmt.Fprintf(&b, "\n%#v\n", stubMethod(pr, ev, pkg.recv, names, paths))
 		plan.appended = append(plan.appended, "On"+ev.Name)

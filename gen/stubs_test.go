@@ -94,7 +94,7 @@ func TestMainCallsTheConstructorWhenDeclared(t *testing.T) {
 	}
 	stubs := filepath.Join(dir, "projections", "balances", "handlers.go")
 	src := string(readFile(t, stubs))
-	i, j := strings.Index(src, "// NewHandlers returns"), strings.Index(src, "// OnAccountOpened")
+	i, j := strings.Index(src, "// NewHandlers returns"), strings.Index(src, "// Reset clears")
 	old := strings.Replace(src[:i]+src[j:], "\t\"github.com/esgen-dev/esgen/projector\"\n", "", 1)
 	writeFile(t, stubs, old)
 	generate(t, dir)

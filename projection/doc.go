@@ -118,6 +118,17 @@
 // what makes a switch exact when the old partitions were uneven: no single position
 // separates handled from unhandled events then.
 //
+// # History: newly handled types and rebuilds
+//
+// Before preparing the layout, [Run] checks the projection's history (history.go). A
+// projection that now handles an event type with events at or before its checkpoints
+// does not start ([*UnhandledHistoryError], matched by [ErrDecisionNeeded]) until the
+// events are accepted as skipped ([AcceptSkip]) or the projection is rebuilt
+// ([RequestRebuild]). A requested rebuild fences the running workers off (new
+// generation, checkpoints deleted: they stop with a [*RebuiltError]) and is carried out
+// by the next Run, which calls [Projection.Reset] in the transaction that creates the
+// checkpoints at the start of the stream.
+//
 // # Running
 //
 // [Run] runs partitions of a projection in the calling process. The whole main of a

@@ -152,10 +152,12 @@ func mismatch(proj dbsqlc.EsgenProjection, total int) *CountMismatchError {
 	return &CountMismatchError{Projection: proj.Name, Count: total, Current: int(proj.PartitionCount), Generation: proj.Generation, Used: used}
 }
 
-// Beginner is what [Rescale] needs of a connection: *pgx.Conn and *pgxpool.Pool have it.
+// Beginner is what [Rescale], [RequestRebuild] and [AcceptSkip] need of a connection:
+// *pgx.Conn and *pgxpool.Pool have it.
 type Beginner interface {
 	DBTX
 	Begin(ctx context.Context) (pgx.Tx, error)
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
 }
 
 // Rescale changes the partition count of a projection to total on purpose (what esgen
@@ -211,7 +213,7 @@ func switchLayout(ctx context.Context, tx pgx.Tx, proj dbsqlc.EsgenProjection, t
 		return LayoutChange{}, fmt.Errorf("projection %s: lock the checkpoints of generation %d: %w", name, proj.Generation, err)
 	}
 	if len(old) == 0 {
-		return LayoutChange{}, fmt.Errorf("projection %s: generation %d has no live checkpoints; run esgen reset %s to rebuild it", name, proj.Generation, name)
+		return LayoutChange{}, fmt.Errorf("projection %s: generation %d has no live checkpoints: a rebuild (esgen rebuild) waits for a projector to start it; start one with the current count, %d, or with --rescale to change the count as well (or run esgen reset %s)", name, proj.Generation, proj.PartitionCount, name)
 	}
 	cursors := make([]eventstore.Cursor, len(old))
 	for i, c := range old {

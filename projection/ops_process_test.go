@@ -452,7 +452,7 @@ func TestStoppedPartitionFailsHealthUntilSkipped(t *testing.T) {
 		t.Errorf("no log line for the skipped event:\n%s", w.Output())
 	}
 	stdout, stderr, code = esgen(t, url, "status", "rm")
-	if code != 0 || !strings.Contains(stdout, "skipped events:") || !strings.Contains(stdout, poisonID) ||
+	if code != 0 || !strings.Contains(stdout, "skipped poison events (esgen skip): 1") || !strings.Contains(stdout, poisonID) ||
 		!strings.Contains(stdout, "by ann") || !strings.Contains(stdout, "payload refers to a deleted account (ticket 42)") ||
 		!strings.Contains(stdout, "passed in partition 0/2") {
 		t.Errorf("esgen status does not show the skip: exit %d\n%s%s", code, stdout, stderr)

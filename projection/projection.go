@@ -49,6 +49,10 @@ type Projection struct {
 	// Partitioned projections may run with more than one partition; others always run
 	// with one.
 	Partitioned bool
+	// Reset clears the read model for a rebuild ([RequestRebuild]): it runs in the
+	// transaction that puts the checkpoints back at the start of the stream. A
+	// projection without it cannot be rebuilt that way.
+	Reset func(ctx context.Context, tx pgx.Tx) error
 }
 
 func (p Projection) validate() error {
@@ -222,6 +226,9 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 	var gen int64
 	err := retryTransient(ctx, log, cfg, p.Name, "prepare the partition layout", func() error {
 		if err := checkPrimary(ctx, pool, p.Name); err != nil {
+			return err
+		}
+		if err := prepareHistory(ctx, pool, p, cfg, log); err != nil { // history.go
 			return err
 		}
 		var err error

@@ -32,6 +32,10 @@ type ProjectionStatus struct {
 	// at or before them in their partition are skipped by the current layout. Empty
 	// once the change of the partition count is complete.
 	Retired []PartitionStatus `json:"retired,omitempty"`
+	// Rebuild is the projection's last rebuild (nil: none), SkippedTypes the event
+	// types whose earlier events it never handled, on purpose (history.go).
+	Rebuild      *RebuildStatus `json:"rebuild,omitempty"`
+	SkippedTypes []SkippedType  `json:"skipped_types,omitempty"`
 }
 
 // Rescaling reports whether a change of the partition count is still being carried over.
@@ -119,6 +123,9 @@ func status(ctx context.Context, db DBTX, name string) ([]ProjectionStatus, erro
 			}
 			st.Lag += ps.Lag
 			st.Partitions = append(st.Partitions, ps)
+		}
+		if err := historyStatus(ctx, db, &st, cps, time.Now()); err != nil {
+			return nil, err
 		}
 		out = append(out, st)
 	}

@@ -638,6 +638,9 @@ func (w *worker) layoutGone(ctx context.Context) error {
 		return fmt.Errorf("projection %s: look up the layout: %w", w.p.Name, err)
 	}
 	if proj.Generation != w.gen {
+		if err := rebuilt(ctx, w.pool, w.p.Name, w.gen); err != nil { // history.go
+			return err
+		}
 		return &LayoutChangedError{Projection: w.p.Name, From: w.total, To: int(proj.PartitionCount), Generation: proj.Generation}
 	}
 	return fmt.Errorf("projection %s: the checkpoint of partition %d (generation %d) is missing; restart the worker", w.p.Name, w.key, w.gen)

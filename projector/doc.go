@@ -2,7 +2,8 @@
 // projector binary. [Main] and [MainWith] read the settings from flags and the
 // environment, set up log/slog, size the connection pool, turn SIGINT and SIGTERM into
 // a graceful stop and map the outcome to an exit code (0 stopped, 1 failed, 2 bad
-// settings, including a partition count that differs from the projection's); with
+// settings, including a partition count that differs from the projection's, and a
+// start that needs a decision first: newly handled event types with history); with
 // --metrics-addr they serve Prometheus metrics, /healthz and /readyz (metrics.go: the
 // projection.Observer of the process; docs/operations.md lists the metrics). The work
 // itself is [projection.Run].

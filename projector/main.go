@@ -41,13 +41,15 @@ import (
 //
 // Boolean settings take true/false, 1/0, yes/no or on/off. A bad setting ends the
 // process with a one-line message and exit code 2, and so does a partition count that
-// differs from the projection's (unless --rescale). SIGINT and SIGTERM finish (or,
-// after the shutdown timeout, roll back) the batch in hand and exit 0. A fatal error
-// (a handler failing on an event past its retries, a partition count changed by
-// another worker) is logged and ends the process with exit code 1; with
-// --metrics-addr, a partition whose handler fails stays stopped instead (reported by
-// /healthz and the metrics) while the others go on, until its event is skipped with
-// esgen skip.
+// differs from the projection's (unless --rescale) and a start that needs a decision
+// first (projection.ErrDecisionNeeded: newly handled event types with events behind
+// the checkpoints; rebuild the projection or accept the skip). SIGINT and SIGTERM
+// finish (or, after the shutdown timeout, roll back) the batch in hand and exit 0. A
+// fatal error (a handler failing on an event past its retries, a partition count
+// changed by another worker, a rebuild requested while it ran) is logged and ends the
+// process with exit code 1; with --metrics-addr, a partition whose handler fails stays
+// stopped instead (reported by /healthz and the metrics) while the others go on, until
+// its event is skipped with esgen skip.
 func Main(p projection.Projection) {
 	MainWith(func(projection.Handler) projection.Projection { return p },
 		func(context.Context, Deps) (projection.Handler, error) { return p.Handler, nil })
@@ -181,8 +183,9 @@ func runMain[H any](ctx context.Context, newProjection func(H) projection.Projec
 	p = newProjection(h)
 	if err := projection.Run(ctx, pool, p, s.cfg); err != nil {
 		var cm *projection.CountMismatchError
-		if errors.As(err, &cm) {
-			// A setting that does not fit the projection: the layout stays as it is.
+		if errors.As(err, &cm) || errors.Is(err, projection.ErrDecisionNeeded) {
+			// A setting that does not fit the projection, or newly handled event types
+			// with history (rebuild it or accept the skip): nothing has changed.
 			log.Error("projector refused to start", "projection", p.Name, "error", err)
 			return 2
 		}

@@ -105,6 +105,7 @@ func TestCLIConventions(t *testing.T) {
 		{"rescale", "rm", "zero"}, {"skip", "rm"}, {"skip", "rm", "--event", "not-a-uuid", "--reason", "x"},
 		{"skip", "rm", "--event", "6772ca75-9c1e-4b4f-8f0e-1a2b3c4d5e6f"}, {"version", "extra"}, {"generate", "extra"}, {"migrate", "extra"},
 		{"init", "extra"}, {"devdb", "extra"}, {"demo", "extra"}, {"bench", "extra"},
+		{"rebuild"}, {"rebuild", "rm"}, {"rebuild", "rm", "--yes", "--interval", "0s"}, {"accept-skip", "rm"},
 	} {
 		out, errOut, code := runBinary(t, env, args...)
 		check(strings.Join(args, " "), out, errOut)
@@ -114,7 +115,8 @@ func TestCLIConventions(t *testing.T) {
 	}
 	// Commands that connect: the error names the server, not the password.
 	for _, args := range [][]string{{"status"}, {"rescale", "rm", "2"}, {"reset", "rm", "--yes"}, {"migrate"},
-		{"skip", "rm", "--event", "6772ca75-9c1e-4b4f-8f0e-1a2b3c4d5e6f", "--reason", "x"}} {
+		{"skip", "rm", "--event", "6772ca75-9c1e-4b4f-8f0e-1a2b3c4d5e6f", "--reason", "x"},
+		{"rebuild", "rm", "--yes", "--no-wait"}, {"accept-skip", "rm", "Shipped"}} {
 		out, errOut, code := runBinary(t, env, args...)
 		check(strings.Join(args, " "), out, errOut)
 		if code != 1 {

@@ -4,10 +4,12 @@
 //	esgen init                              write a starter esgen.yaml and the go:generate line
 //	esgen generate                          generate migrations, typed events, projections and stubs
 //	esgen migrate                           apply esgen's migrations and the module's (--dry-run prints the SQL)
-//	esgen status [projection]               checkpoints, stream head, lag and skipped events per projection
+//	esgen status [projection]               checkpoints, stream head, lag, skips and rebuilds per projection
 //	esgen rescale <projection> <count>      change a projection's partition count on purpose
 //	esgen skip <projection> --event <id>    pass a poison event without handling it (--reason, recorded)
-//	esgen reset <projection>                rebuild a projection from the start (--yes to confirm)
+//	esgen rebuild <projection>              replay a projection from the start, its read model cleared
+//	esgen accept-skip <projection> <Type>   let a projection handle a new event type without its earlier events
+//	esgen reset <projection>                delete a projection's checkpoints (--yes to confirm)
 //	esgen devdb                             run a throw-away PostgreSQL and print its DATABASE_URL
 //	esgen demo                              run the partitioned demo end to end
 //	esgen bench                             measure esgen against PostgreSQL's raw limit
@@ -58,7 +60,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'esgen help <command>' (or 'esgen <command> -h') for a command's usage and flags.")

@@ -11,7 +11,7 @@ import (
 )
 
 func init() {
-	register("reset", "rebuild a projection from the start (--yes to confirm)", runReset)
+	register("reset", "delete a projection's checkpoints, so that its next start rebuilds it (--yes to confirm)", runReset)
 }
 
 func runReset(ctx context.Context, args []string, stdout, stderr io.Writer) error {

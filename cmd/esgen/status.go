@@ -15,7 +15,7 @@ import (
 )
 
 func init() {
-	register("status", "checkpoints, stream head, lag and skipped events per projection", runStatus)
+	register("status", "checkpoints, stream head, lag, skips and rebuilds per projection", runStatus)
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -24,7 +24,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 Shows, per projection: its partition count and generation, any change of the count
 still being carried over, per partition the checkpoint (transaction/position), its
 holes, events handled, lag in events behind the stream head and when the checkpoint
-last moved, and the events skipped on purpose (esgen skip) with who, when and why.`, stdout)
+last moved; the poison events skipped (esgen skip) with who, when and why; the last
+rebuild (esgen rebuild) and its progress; and the event types whose earlier events
+it skipped on purpose (esgen accept-skip), with how many.`, stdout)
 	db := databaseFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	if err := fs.parse(args); err != nil {
@@ -93,12 +95,12 @@ last moved, and the events skipped on purpose (esgen skip) with who, when and wh
 	return nil
 }
 
-// printSkipped lists the events skipped on purpose in a projection.
+// printSkipped lists the poison events skipped on purpose in a projection (esgen skip).
 func printSkipped(w io.Writer, skipped []projection.SkippedEvent, now time.Time) {
 	if len(skipped) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "  skipped events: %d\n", len(skipped))
+	fmt.Fprintf(w, "  skipped poison events (esgen skip): %d\n", len(skipped))
 	for _, s := range skipped {
 		passed := "not passed yet"
 		if s.Passed() {
@@ -133,6 +135,7 @@ func printStatus(w io.Writer, st projection.ProjectionStatus, now time.Time) {
 		row(p, fmt.Sprintf("retired (generation %d)", p.Generation))
 	}
 	tw.Flush()
+	printHistory(w, st, now) // rebuild.go
 }
 
 // holes says how many transactions a checkpoint passed while they were running (whose

@@ -33,6 +33,8 @@ func (r *recorder) OnMoneyWithdrawn(ctx context.Context, tx pgx.Tx, env *eventst
 	return nil
 }
 
+func (r *recorder) Reset(ctx context.Context, tx pgx.Tx) error { return nil }
+
 func TestEncodeDecode(t *testing.T) {
 	d, err := events.Encode(events.MoneyDeposited{Amount: 5})
 	if err != nil {
@@ -49,12 +51,17 @@ func TestEncodeDecode(t *testing.T) {
 	if v := (events.MoneyWithdrawn{}).EventVersion(); v != 2 {
 		t.Errorf("MoneyWithdrawn version %d", v)
 	}
-	got, err := events.Decode("AccountOpened", []byte(`{"owner":"ann","currency":"EUR"}`))
+	got, err := events.Decode("AccountOpened", 1, []byte(`{"owner":"ann","currency":"EUR"}`))
 	if err != nil || got != (events.AccountOpened{Owner: "ann", Currency: "EUR"}) {
 		t.Errorf("Decode = %#v, %v", got, err)
 	}
-	if _, err := events.Decode("Nope", nil); err == nil || !strings.Contains(err.Error(), "Nope") {
+	if _, err := events.Decode("Nope", 1, nil); err == nil || !strings.Contains(err.Error(), "Nope") {
 		t.Errorf("Decode of an unknown type: %v", err)
+	}
+	// MoneyWithdrawn starts at version 2: a version-1 payload is an error, never a
+	// zero value.
+	if got, err := events.Decode("MoneyWithdrawn", 1, []byte(`{"amount":3}`)); got != nil || err == nil || !strings.Contains(err.Error(), "stored version 1 is not one this code decodes") {
+		t.Errorf("Decode of version 1 = %#v, %v", got, err)
 	}
 }
 
@@ -65,7 +72,7 @@ func TestDispatcher(t *testing.T) {
 		t.Errorf("New = %+v", p)
 	}
 	ctx := context.Background()
-	err := p.Handler.Handle(ctx, nil, &eventstore.Event{Type: "MoneyWithdrawn", Payload: json.RawMessage(`{"amount":7}`)})
+	err := p.Handler.Handle(ctx, nil, &eventstore.Event{Type: "MoneyWithdrawn", Version: 2, Payload: json.RawMessage(`{"amount":7}`)})
 	if err != nil || len(r.got) != 1 || r.got[0] != (events.MoneyWithdrawn{Amount: 7}) {
 		t.Errorf("Handle = %v, got %#v", err, r.got)
 	}
@@ -73,7 +80,7 @@ func TestDispatcher(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "LoanGranted") {
 		t.Errorf("Handle of an unknown type: %v", err)
 	}
-	err = p.Handler.Handle(ctx, nil, &eventstore.Event{Type: "MoneyDeposited", Payload: json.RawMessage(`{"amount":"x"}`)})
+	err = p.Handler.Handle(ctx, nil, &eventstore.Event{Type: "MoneyDeposited", Version: 1, Payload: json.RawMessage(`{"amount":"x"}`)})
 	if err == nil || !strings.Contains(err.Error(), "MoneyDeposited") {
 		t.Errorf("Handle of a bad payload: %v", err)
 	}

@@ -2,7 +2,8 @@
 // source: esgen.yaml
 
 // Package events holds the typed events declared in esgen.yaml, their JSON
-// encoding and typed append helpers over the event store.
+// encoding, decoders that upcast stored events of older versions to the current
+// ones, and typed append and read helpers over the event store.
 package events
 
 import (
@@ -57,6 +58,16 @@ func (AccountOpened) EventVersion() int32 {
 // isAccountEvent marks AccountOpened as an event of the Account aggregate.
 func (AccountOpened) isAccountEvent() {}
 
+// DecodeAccountOpened decodes a stored AccountOpened payload of the given
+// version. It decodes version 1, the current one; any other version is an error
+// naming it.
+func DecodeAccountOpened(version int32, payload []byte) (AccountOpened, error) {
+	if version != AccountOpenedVersion {
+		return AccountOpened{}, unknownVersion(AccountOpenedType, version, 1, AccountOpenedVersion)
+	}
+	return unmarshal[AccountOpened](AccountOpenedType, version, payload)
+}
+
 // MoneyDeposited is an event of the Account aggregate (version 1).
 type MoneyDeposited struct {
 	Amount int64 `json:"amount"`
@@ -81,6 +92,16 @@ func (MoneyDeposited) EventVersion() int32 {
 
 // isAccountEvent marks MoneyDeposited as an event of the Account aggregate.
 func (MoneyDeposited) isAccountEvent() {}
+
+// DecodeMoneyDeposited decodes a stored MoneyDeposited payload of the given
+// version. It decodes version 1, the current one; any other version is an error
+// naming it.
+func DecodeMoneyDeposited(version int32, payload []byte) (MoneyDeposited, error) {
+	if version != MoneyDepositedVersion {
+		return MoneyDeposited{}, unknownVersion(MoneyDepositedType, version, 1, MoneyDepositedVersion)
+	}
+	return unmarshal[MoneyDeposited](MoneyDepositedType, version, payload)
+}
 
 // MoneyWithdrawn is an event of the Account aggregate (version 1).
 type MoneyWithdrawn struct {
@@ -107,6 +128,16 @@ func (MoneyWithdrawn) EventVersion() int32 {
 // isAccountEvent marks MoneyWithdrawn as an event of the Account aggregate.
 func (MoneyWithdrawn) isAccountEvent() {}
 
+// DecodeMoneyWithdrawn decodes a stored MoneyWithdrawn payload of the given
+// version. It decodes version 1, the current one; any other version is an error
+// naming it.
+func DecodeMoneyWithdrawn(version int32, payload []byte) (MoneyWithdrawn, error) {
+	if version != MoneyWithdrawnVersion {
+		return MoneyWithdrawn{}, unknownVersion(MoneyWithdrawnType, version, 1, MoneyWithdrawnVersion)
+	}
+	return unmarshal[MoneyWithdrawn](MoneyWithdrawnType, version, payload)
+}
+
 // AppendAccount appends evs to the Account aggregate id in one transaction,
 // checking expected against its current version (eventstore.Any skips the
 // check).
@@ -120,6 +151,30 @@ func AppendAccount(ctx context.Context, db eventstore.DBTX, id string, expected 
 		data[i] = d
 	}
 	return eventstore.Append(ctx, db, AccountAggregateType, id, expected, data...)
+}
+
+// ReadAccount reads the events of the Account aggregate id, in version order,
+// each decoded and upcast to its current version. Their number is the
+// aggregate's version: append after them with
+// eventstore.Exact(int64(len(evs))).
+func ReadAccount(ctx context.Context, db eventstore.DBTX, id string) ([]AccountEvent, error) {
+	stored, err := eventstore.ReadAggregate(ctx, db, AccountAggregateType, id, 1, 0)
+	if err != nil {
+		return nil, err
+	}
+	evs := make([]AccountEvent, len(stored))
+	for i, s := range stored {
+		e, err := Decode(s.Type, s.Version, s.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("read Account %s version %d: %w", id, s.AggregateVersion, err)
+		}
+		ae, ok := e.(AccountEvent)
+		if !ok {
+			return nil, fmt.Errorf("read Account %s version %d: %s is not an event of Account", id, s.AggregateVersion, s.Type)
+		}
+		evs[i] = ae
+	}
+	return evs, nil
 }
 
 // Encode turns ev into the event data Append stores: its type, version and JSON
@@ -136,26 +191,47 @@ func Encode(ev Event) (eventstore.EventData, error) {
 	}, nil
 }
 
-// Decode turns a stored payload into the typed event for eventType, returned by
-// value. An unknown event type is an error naming it.
-func Decode(eventType string, payload []byte) (Event, error) {
+// Decode turns a stored event, its type, the version it was stored with and its
+// payload, into the typed event at its current version, returned by value (see
+// the Decode<Event> functions). An unknown event type or version is an error
+// naming it.
+func Decode(eventType string, version int32, payload []byte) (Event, error) {
 	switch eventType {
 	case AccountOpenedType:
-		return decode[AccountOpened](payload)
+		return decodeAs(DecodeAccountOpened, version, payload)
 	case MoneyDepositedType:
-		return decode[MoneyDeposited](payload)
+		return decodeAs(DecodeMoneyDeposited, version, payload)
 	case MoneyWithdrawnType:
-		return decode[MoneyWithdrawn](payload)
-	default:
-		return nil, fmt.Errorf("decode: unknown event type %q", eventType)
+		return decodeAs(DecodeMoneyWithdrawn, version, payload)
 	}
+	return nil, fmt.Errorf("decode: unknown event type %q", eventType)
 }
 
-// decode unmarshals payload into a T.
-func decode[T Event](payload []byte) (Event, error) {
-	var e T
-	if err := json.Unmarshal(payload, &e); err != nil {
-		return nil, fmt.Errorf("decode %s event: %w", e.EventType(), err)
+// decodeAs calls the decoder of one event type for Decode.
+func decodeAs[T Event](decode func(int32, []byte) (T, error), version int32, payload []byte) (Event, error) {
+	e, err := decode(version, payload)
+	if err != nil {
+		return nil, err
 	}
 	return e, nil
+}
+
+// unmarshal decodes the JSON payload of a stored eventType event of the given
+// version into a T.
+func unmarshal[T any](eventType string, version int32, payload []byte) (T, error) {
+	var e T
+	if err := json.Unmarshal(payload, &e); err != nil {
+		var zero T
+		return zero, fmt.Errorf("decode %s event (version %d): %w", eventType, version, err)
+	}
+	return e, nil
+}
+
+// unknownVersion is the error for a stored version of eventType that this code
+// does not decode: it decodes versions lowest to current.
+func unknownVersion(eventType string, version, lowest, current int32) error {
+	if version > current {
+		return fmt.Errorf("decode %s event: stored version %d is newer than this code's version %d: newer code wrote it; deploy that code here too", eventType, version, current)
+	}
+	return fmt.Errorf("decode %s event: stored version %d is not one this code decodes (versions %d to %d): declare it in the spec under versions, with its fields, and write its upcaster", eventType, version, lowest, current)
 }

@@ -65,6 +65,23 @@ type EsgenProjection struct {
 	CreatedAt      pgtype.Timestamptz
 }
 
+type EsgenProjectionEventType struct {
+	Projection string
+	EventType  string
+	Accepted   bool
+	Skipped    int64
+	RecordedAt pgtype.Timestamptz
+}
+
+type EsgenRebuild struct {
+	Projection    string
+	Generation    int64
+	RequestedAt   pgtype.Timestamptz
+	StartedAt     pgtype.Timestamptz
+	StartedXmin   pgtype.Uint64
+	EventsAtStart pgtype.Int8
+}
+
 type EsgenSkippedEvent struct {
 	Projection      string
 	EventID         pgtype.UUID

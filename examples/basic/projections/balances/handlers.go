@@ -74,3 +74,11 @@ func apply(ctx context.Context, tx pgx.Tx, env *eventstore.Event, delta int64) e
 	}
 	return nil
 }
+
+// Reset clears the read model when the projection is rebuilt (esgen rebuild). It
+// runs in the transaction that puts the checkpoints back at the start of the stream,
+// before the first event is handled again.
+func (h *Handlers) Reset(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `TRUNCATE balances`)
+	return err
+}

@@ -78,3 +78,11 @@ func (h *Handlers) OnMoneyDeposited(ctx context.Context, tx pgx.Tx, env *eventst
 func (h *Handlers) OnMoneyWithdrawn(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.MoneyWithdrawn) error {
 	return h.apply(ctx, tx, env, -e.Amount)
 }
+
+// Reset clears the read model when the projection is rebuilt (esgen rebuild). It
+// runs in the transaction that puts the checkpoints back at the start of the stream,
+// before the first event is handled again.
+func (h *Handlers) Reset(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `TRUNCATE demo_balances, demo_handled_events`)
+	return err
+}

@@ -31,6 +31,17 @@ func NewHandlers(ctx context.Context, deps projector.Deps) (*Handlers, error) {
 	return &Handlers{}, nil
 }
 
+// Reset clears the read model when the projection is rebuilt (esgen rebuild).
+// It runs in the transaction that puts the checkpoints back at the start of the
+// stream, before the first event is handled again: delete everything the
+// handlers wrote, e.g.
+//
+//	_, err := tx.Exec(ctx, `TRUNCATE balances`)
+//	return err
+func (h *Handlers) Reset(ctx context.Context, tx pgx.Tx) error {
+	return errors.New("balances: Reset not implemented")
+}
+
 // OnAccountOpened handles AccountOpened events.
 func (h *Handlers) OnAccountOpened(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.AccountOpened) error {
 	return errors.New("balances: OnAccountOpened not implemented")

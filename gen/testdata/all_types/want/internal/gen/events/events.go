@@ -2,7 +2,8 @@
 // source: esgen.yaml
 
 // Package events holds the typed events declared in esgen.yaml, their JSON
-// encoding and typed append helpers over the event store.
+// encoding, decoders that upcast stored events of older versions to the current
+// ones, and typed append and read helpers over the event store.
 package events
 
 import (
@@ -82,6 +83,16 @@ func (CustomerRegistered) EventVersion() int32 {
 // aggregate.
 func (CustomerRegistered) isCustomerEvent() {}
 
+// DecodeCustomerRegistered decodes a stored CustomerRegistered payload of the
+// given version. It decodes version 3, the current one; any other version is an
+// error naming it.
+func DecodeCustomerRegistered(version int32, payload []byte) (CustomerRegistered, error) {
+	if version != CustomerRegisteredVersion {
+		return CustomerRegistered{}, unknownVersion(CustomerRegisteredType, version, 3, CustomerRegisteredVersion)
+	}
+	return unmarshal[CustomerRegistered](CustomerRegisteredType, version, payload)
+}
+
 // CustomerDeleted is an event of the Customer aggregate (version 1).
 type CustomerDeleted struct{}
 
@@ -105,6 +116,16 @@ func (CustomerDeleted) EventVersion() int32 {
 // isCustomerEvent marks CustomerDeleted as an event of the Customer aggregate.
 func (CustomerDeleted) isCustomerEvent() {}
 
+// DecodeCustomerDeleted decodes a stored CustomerDeleted payload of the given
+// version. It decodes version 1, the current one; any other version is an error
+// naming it.
+func DecodeCustomerDeleted(version int32, payload []byte) (CustomerDeleted, error) {
+	if version != CustomerDeletedVersion {
+		return CustomerDeleted{}, unknownVersion(CustomerDeletedType, version, 1, CustomerDeletedVersion)
+	}
+	return unmarshal[CustomerDeleted](CustomerDeletedType, version, payload)
+}
+
 // AppendCustomer appends evs to the Customer aggregate id in one transaction,
 // checking expected against its current version (eventstore.Any skips the
 // check).
@@ -118,6 +139,30 @@ func AppendCustomer(ctx context.Context, db eventstore.DBTX, id string, expected
 		data[i] = d
 	}
 	return eventstore.Append(ctx, db, CustomerAggregateType, id, expected, data...)
+}
+
+// ReadCustomer reads the events of the Customer aggregate id, in version order,
+// each decoded and upcast to its current version. Their number is the
+// aggregate's version: append after them with
+// eventstore.Exact(int64(len(evs))).
+func ReadCustomer(ctx context.Context, db eventstore.DBTX, id string) ([]CustomerEvent, error) {
+	stored, err := eventstore.ReadAggregate(ctx, db, CustomerAggregateType, id, 1, 0)
+	if err != nil {
+		return nil, err
+	}
+	evs := make([]CustomerEvent, len(stored))
+	for i, s := range stored {
+		e, err := Decode(s.Type, s.Version, s.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("read Customer %s version %d: %w", id, s.AggregateVersion, err)
+		}
+		ae, ok := e.(CustomerEvent)
+		if !ok {
+			return nil, fmt.Errorf("read Customer %s version %d: %s is not an event of Customer", id, s.AggregateVersion, s.Type)
+		}
+		evs[i] = ae
+	}
+	return evs, nil
 }
 
 // OrderAggregateType is the aggregate type stored with every Order event.
@@ -158,6 +203,16 @@ func (OrderPlaced) EventVersion() int32 {
 // isOrderEvent marks OrderPlaced as an event of the Order aggregate.
 func (OrderPlaced) isOrderEvent() {}
 
+// DecodeOrderPlaced decodes a stored OrderPlaced payload of the given version.
+// It decodes version 1, the current one; any other version is an error naming
+// it.
+func DecodeOrderPlaced(version int32, payload []byte) (OrderPlaced, error) {
+	if version != OrderPlacedVersion {
+		return OrderPlaced{}, unknownVersion(OrderPlacedType, version, 1, OrderPlacedVersion)
+	}
+	return unmarshal[OrderPlaced](OrderPlacedType, version, payload)
+}
+
 // OrderShipped is an event of the Order aggregate (version 1).
 type OrderShipped struct {
 	OrderID string `json:"order_id"`
@@ -183,6 +238,16 @@ func (OrderShipped) EventVersion() int32 {
 // isOrderEvent marks OrderShipped as an event of the Order aggregate.
 func (OrderShipped) isOrderEvent() {}
 
+// DecodeOrderShipped decodes a stored OrderShipped payload of the given
+// version. It decodes version 1, the current one; any other version is an error
+// naming it.
+func DecodeOrderShipped(version int32, payload []byte) (OrderShipped, error) {
+	if version != OrderShippedVersion {
+		return OrderShipped{}, unknownVersion(OrderShippedType, version, 1, OrderShippedVersion)
+	}
+	return unmarshal[OrderShipped](OrderShippedType, version, payload)
+}
+
 // AppendOrder appends evs to the Order aggregate id in one transaction,
 // checking expected against its current version (eventstore.Any skips the
 // check).
@@ -196,6 +261,29 @@ func AppendOrder(ctx context.Context, db eventstore.DBTX, id string, expected ev
 		data[i] = d
 	}
 	return eventstore.Append(ctx, db, OrderAggregateType, id, expected, data...)
+}
+
+// ReadOrder reads the events of the Order aggregate id, in version order, each
+// decoded and upcast to its current version. Their number is the aggregate's
+// version: append after them with eventstore.Exact(int64(len(evs))).
+func ReadOrder(ctx context.Context, db eventstore.DBTX, id string) ([]OrderEvent, error) {
+	stored, err := eventstore.ReadAggregate(ctx, db, OrderAggregateType, id, 1, 0)
+	if err != nil {
+		return nil, err
+	}
+	evs := make([]OrderEvent, len(stored))
+	for i, s := range stored {
+		e, err := Decode(s.Type, s.Version, s.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("read Order %s version %d: %w", id, s.AggregateVersion, err)
+		}
+		ae, ok := e.(OrderEvent)
+		if !ok {
+			return nil, fmt.Errorf("read Order %s version %d: %s is not an event of Order", id, s.AggregateVersion, s.Type)
+		}
+		evs[i] = ae
+	}
+	return evs, nil
 }
 
 // Encode turns ev into the event data Append stores: its type, version and JSON
@@ -212,28 +300,49 @@ func Encode(ev Event) (eventstore.EventData, error) {
 	}, nil
 }
 
-// Decode turns a stored payload into the typed event for eventType, returned by
-// value. An unknown event type is an error naming it.
-func Decode(eventType string, payload []byte) (Event, error) {
+// Decode turns a stored event, its type, the version it was stored with and its
+// payload, into the typed event at its current version, returned by value (see
+// the Decode<Event> functions). An unknown event type or version is an error
+// naming it.
+func Decode(eventType string, version int32, payload []byte) (Event, error) {
 	switch eventType {
 	case CustomerRegisteredType:
-		return decode[CustomerRegistered](payload)
+		return decodeAs(DecodeCustomerRegistered, version, payload)
 	case CustomerDeletedType:
-		return decode[CustomerDeleted](payload)
+		return decodeAs(DecodeCustomerDeleted, version, payload)
 	case OrderPlacedType:
-		return decode[OrderPlaced](payload)
+		return decodeAs(DecodeOrderPlaced, version, payload)
 	case OrderShippedType:
-		return decode[OrderShipped](payload)
-	default:
-		return nil, fmt.Errorf("decode: unknown event type %q", eventType)
+		return decodeAs(DecodeOrderShipped, version, payload)
 	}
+	return nil, fmt.Errorf("decode: unknown event type %q", eventType)
 }
 
-// decode unmarshals payload into a T.
-func decode[T Event](payload []byte) (Event, error) {
-	var e T
-	if err := json.Unmarshal(payload, &e); err != nil {
-		return nil, fmt.Errorf("decode %s event: %w", e.EventType(), err)
+// decodeAs calls the decoder of one event type for Decode.
+func decodeAs[T Event](decode func(int32, []byte) (T, error), version int32, payload []byte) (Event, error) {
+	e, err := decode(version, payload)
+	if err != nil {
+		return nil, err
 	}
 	return e, nil
+}
+
+// unmarshal decodes the JSON payload of a stored eventType event of the given
+// version into a T.
+func unmarshal[T any](eventType string, version int32, payload []byte) (T, error) {
+	var e T
+	if err := json.Unmarshal(payload, &e); err != nil {
+		var zero T
+		return zero, fmt.Errorf("decode %s event (version %d): %w", eventType, version, err)
+	}
+	return e, nil
+}
+
+// unknownVersion is the error for a stored version of eventType that this code
+// does not decode: it decodes versions lowest to current.
+func unknownVersion(eventType string, version, lowest, current int32) error {
+	if version > current {
+		return fmt.Errorf("decode %s event: stored version %d is newer than this code's version %d: newer code wrote it; deploy that code here too", eventType, version, current)
+	}
+	return fmt.Errorf("decode %s event: stored version %d is not one this code decodes (versions %d to %d): declare it in the spec under versions, with its fields, and write its upcaster", eventType, version, lowest, current)
 }

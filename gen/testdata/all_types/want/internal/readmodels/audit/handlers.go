@@ -33,6 +33,17 @@ func NewHandlers(ctx context.Context, deps projector.Deps) (*Handlers, error) {
 	return &Handlers{}, nil
 }
 
+// Reset clears the read model when the projection is rebuilt (esgen rebuild).
+// It runs in the transaction that puts the checkpoints back at the start of the
+// stream, before the first event is handled again: delete everything the
+// handlers wrote, e.g.
+//
+//	_, err := tx.Exec(ctx, `TRUNCATE audit`)
+//	return err
+func (h *Handlers) Reset(ctx context.Context, tx pgx.Tx) error {
+	return errors.New("audit: Reset not implemented")
+}
+
 // OnCustomerDeleted handles CustomerDeleted events.
 func (h *Handlers) OnCustomerDeleted(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.CustomerDeleted) error {
 	return errors.New("audit: OnCustomerDeleted not implemented")

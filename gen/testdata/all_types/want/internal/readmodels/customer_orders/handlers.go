@@ -35,6 +35,17 @@ func NewHandlers(ctx context.Context, deps projector.Deps) (*Handlers, error) {
 	return &Handlers{}, nil
 }
 
+// Reset clears the read model when the projection is rebuilt (esgen rebuild).
+// It runs in the transaction that puts the checkpoints back at the start of the
+// stream, before the first event is handled again: delete everything the
+// handlers wrote, e.g.
+//
+//	_, err := tx.Exec(ctx, `TRUNCATE customer_orders`)
+//	return err
+func (h *Handlers) Reset(ctx context.Context, tx pgx.Tx) error {
+	return errors.New("customer_orders: Reset not implemented")
+}
+
 // OnCustomerRegistered handles CustomerRegistered events.
 func (h *Handlers) OnCustomerRegistered(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.CustomerRegistered) error {
 	return errors.New("customer_orders: OnCustomerRegistered not implemented")

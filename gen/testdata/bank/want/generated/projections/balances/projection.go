@@ -8,7 +8,6 @@ package balances
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"example.com/app/generated/events"
@@ -31,11 +30,16 @@ type Handler interface {
 	OnMoneyDeposited(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.MoneyDeposited) error
 	// OnMoneyWithdrawn handles MoneyWithdrawn events of aggregate Account.
 	OnMoneyWithdrawn(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.MoneyWithdrawn) error
+	// Reset clears the read model when the projection is rebuilt (esgen
+	// rebuild): it runs in the transaction that puts the checkpoints back at
+	// the start of the stream, before the first event is handled again.
+	Reset(ctx context.Context, tx pgx.Tx) error
 }
 
 // New returns the projection with h as its handler, ready for projector.Main or
 // projection.Run.
 func New(h Handler) projection.Projection {
+	d := dispatcher{h: h}
 	return projection.Projection{
 		Name: Name,
 		// The runtime filters the stream to these types in SQL.
@@ -44,8 +48,9 @@ func New(h Handler) projection.Projection {
 			events.MoneyDepositedType,
 			events.MoneyWithdrawnType,
 		},
-		Handler:     dispatcher{h: h},
+		Handler:     d,
 		Partitioned: true,
+		Reset:       d.reset,
 	}
 }
 
@@ -59,23 +64,31 @@ type dispatcher struct {
 func (d dispatcher) Handle(ctx context.Context, tx pgx.Tx, env *eventstore.Event) error {
 	switch env.Type {
 	case events.AccountOpenedType:
-		return handle(ctx, tx, env, d.h.OnAccountOpened)
+		return handle(ctx, tx, env, events.DecodeAccountOpened, d.h.OnAccountOpened)
 	case events.MoneyDepositedType:
-		return handle(ctx, tx, env, d.h.OnMoneyDeposited)
+		return handle(ctx, tx, env, events.DecodeMoneyDeposited, d.h.OnMoneyDeposited)
 	case events.MoneyWithdrawnType:
-		return handle(ctx, tx, env, d.h.OnMoneyWithdrawn)
+		return handle(ctx, tx, env, events.DecodeMoneyWithdrawn, d.h.OnMoneyWithdrawn)
 	default:
 		return fmt.Errorf("%s: unexpected event type %q (event %s of %s %s)", Name, env.Type, env.EventID, env.AggregateType, env.AggregateID)
 	}
 }
 
-// handle decodes the payload of env into the event type on takes, and calls on
-// with it. A payload that does not decode is an error naming the event.
+// reset calls the Handler's Reset (a method value of d, which New may take
+// before h is set).
+func (d dispatcher) reset(ctx context.Context, tx pgx.Tx) error {
+	return d.h.Reset(ctx, tx)
+}
+
+// handle decodes env with decode, by the version it was stored with and up to
+// the current version, and calls on with the event. An event that does not
+// decode, or whose version the code does not know, is an error naming it.
 func handle[T events.Event](ctx context.Context, tx pgx.Tx, env *eventstore.Event,
+	decode func(int32, []byte) (T, error),
 	on func(context.Context, pgx.Tx, *eventstore.Event, T) error) error {
-	var e T
-	if err := json.Unmarshal(env.Payload, &e); err != nil {
-		return fmt.Errorf("%s: decode %s event %s of %s %s: %w", Name, env.Type, env.EventID, env.AggregateType, env.AggregateID, err)
+	e, err := decode(env.Version, env.Payload)
+	if err != nil {
+		return fmt.Errorf("%s: event %s of %s %s (version %d): %w", Name, env.EventID, env.AggregateType, env.AggregateID, env.AggregateVersion, err)
 	}
 	return on(ctx, tx, env, e)
 }

@@ -1,0 +1,57 @@
+// Package orders holds the handlers of the orders projection.
+//
+// esgen generate wrote this file once and never overwrites it: it is yours. When the
+// projection handles a new event, generate appends a stub for it at the end.
+package orders
+
+import (
+	"context"
+	"errors"
+
+	"example.com/app/generated/events"
+	ordersgen "example.com/app/generated/projections/orders"
+	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/projector"
+	"github.com/jackc/pgx/v5"
+)
+
+// Handlers implements ordersgen.Handler. Each method runs inside the batch's
+// transaction tx: write the read model (its tables are in
+// sql/migrations/100_orders.sql) through tx so it commits with the checkpoint.
+type Handlers struct{}
+
+var _ ordersgen.Handler = (*Handlers)(nil)
+
+// NewHandlers returns the handlers of a projector process: its generated main
+// (cmd/orders-projector) calls it once, before the first batch. Give Handlers
+// the fields they need and fill them in here, from deps (the process's pool,
+// logger and partitions) or your own configuration; an error stops the process.
+func NewHandlers(ctx context.Context, deps projector.Deps) (*Handlers, error) {
+	return &Handlers{}, nil
+}
+
+// Reset clears the read model when the projection is rebuilt (esgen rebuild).
+// It runs in the transaction that puts the checkpoints back at the start of the
+// stream, before the first event is handled again: delete everything the
+// handlers wrote, e.g.
+//
+//	_, err := tx.Exec(ctx, `TRUNCATE orders`)
+//	return err
+func (h *Handlers) Reset(ctx context.Context, tx pgx.Tx) error {
+	return errors.New("orders: Reset not implemented")
+}
+
+// OnOrderPlaced handles OrderPlaced events.
+func (h *Handlers) OnOrderPlaced(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.OrderPlaced) error {
+	return errors.New("orders: OnOrderPlaced not implemented")
+}
+
+// OnOrderShipped handles OrderShipped events.
+func (h *Handlers) OnOrderShipped(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.OrderShipped) error {
+	return errors.New("orders: OnOrderShipped not implemented")
+}
+
+// OnOrderCancelled handles OrderCancelled events.
+func (h *Handlers) OnOrderCancelled(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.OrderCancelled) error {
+	return errors.New("orders: OnOrderCancelled not implemented")
+}
