@@ -215,26 +215,9 @@ func stubsPlan(dir string, pr *Projection, paths importPaths, relDir string, rm 
 		return plan, err
 	}
 
-	names, err := importNames(file, existing)
+	names, add, err := missingImports(file, existing, methodImports(paths))
 	if err != nil {
 		return stubPlan{}, err
-	}
-	used := map[string]bool{}
-	for _, n := range names {
-		used[n] = true
-	}
-	var add []importSpec
-	for _, imp := range methodImports(paths) {
-		if _, ok := names[imp.path]; ok {
-			continue
-		}
-		// A name another import of the file already has gets a number.
-		name := imp.name
-		for i := 2; used[name]; i++ {
-			name = fmt.Sprintf("%s%d", imp.name, i)
-		}
-		names[imp.path], used[name] = name, true
-		add = append(add, importSpec{imp.path, name})
 	}
 	var b bytes.Buffer
 	if !hasReset {
@@ -337,6 +320,33 @@ func handlersPackage(dir string) (handlerPackage, error) {
 }
 
 // importNames maps the import paths of a Go file to the names it uses for them.
+// missingImports returns the names under which the file src refers to each import
+// path (its own imports, plus those of want it lacks) and the imports of want to add.
+// A name another import of the file already has gets a number.
+func missingImports(file string, src []byte, want []importSpec) (map[string]string, []importSpec, error) {
+	names, err := importNames(file, src)
+	if err != nil {
+		return nil, nil, err
+	}
+	used := map[string]bool{}
+	for _, n := range names {
+		used[n] = true
+	}
+	var add []importSpec
+	for _, imp := range want {
+		if _, ok := names[imp.path]; ok {
+			continue
+		}
+		name := imp.name
+		for i := 2; used[name]; i++ {
+			name = fmt.Sprintf("%s%d", imp.name, i)
+		}
+		names[imp.path], used[name] = name, true
+		add = append(add, importSpec{imp.path, name})
+	}
+	return names, add, nil
+}
+
 func importNames(file string, src []byte) (map[string]string, error) {
 	af, err := parser.ParseFile(token.NewFileSet(), file, src, parser.ImportsOnly)
 	if err != nil {

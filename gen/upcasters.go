@@ -135,25 +135,9 @@ func upcastersPlan(dir string, spec *Spec, paths importPaths) (stubPlan, error) 
 		plan.content = existing
 		return plan, nil
 	}
-	names, err := importNames(file, existing)
+	names, add, err := missingImports(file, existing, imports)
 	if err != nil {
 		return stubPlan{}, err
-	}
-	used := map[string]bool{}
-	for _, n := range names {
-		used[n] = true
-	}
-	var add []importSpec
-	for _, imp := range imports {
-		if _, ok := names[imp.path]; ok {
-			continue
-		}
-		name := imp.name
-		for i := 2; used[name]; i++ {
-			name = fmt.Sprintf("%s%d", imp.name, i)
-		}
-		names[imp.path], used[name] = name, true
-		add = append(add, importSpec{imp.path, name})
 	}
 	var b bytes.Buffer
 	for _, s := range missing {
