@@ -373,32 +373,38 @@ func writeFile(t *testing.T, name, content string) {
 
 // fillHandlers fills in the handler stubs the way a user edits the file: Handlers
 // embeds the readModel of testdata/e2e_balances.go (copied next to it as
-// readmodel.go), NewHandlers builds it from the process's dependencies, each
-// stub's "not implemented" return becomes a call to it, and Reset truncates the table;
-// the errors import goes when nothing uses it any more.
+// readmodel.go), NewHandlers builds it from the process's dependencies, and Reset
+// truncates the table. OnAccountOpened keeps the stub's queue q and writes through it
+// (the sqlc query runs queued, sent with the batch); the two others check
+// RowsAffected, so their bodies become calls that write through tx. The errors import
+// goes when nothing uses it any more.
 func fillHandlers(t *testing.T, file string) {
 	t.Helper()
 	src := readFile(t, file)
-	for old, filled := range map[string]string{
-		"type Handlers struct{}":  "type Handlers struct {\n\treadModel\n}",
-		"return &Handlers{}, nil": "rm, err := newReadModel(ctx, deps)\n\treturn &Handlers{rm}, err",
-	} {
+	replace := func(old, filled string) {
+		t.Helper()
 		if !strings.Contains(src, old) {
 			t.Fatalf("%s has no %q:\n%s", file, old, src)
 		}
 		src = strings.Replace(src, old, filled, 1)
 	}
+	replace("type Handlers struct{}", "type Handlers struct {\n\treadModel\n}")
+	replace("return &Handlers{}, nil", "rm, err := newReadModel(ctx, deps)\n\treturn &Handlers{rm}, err")
+	replace(`return errors.New("balances: Reset not implemented")`, "_, err := tx.Exec(ctx, `TRUNCATE balances`)\n\treturn err")
+	queued := regexp.MustCompile(`(?m)^\tq := projection\.Queue\(tx\)\n\t_ = q //.*\n\treturn errors\.New\("balances: OnAccountOpened not implemented"\)$`)
+	if !queued.MatchString(src) {
+		t.Fatalf("%s: the OnAccountOpened stub does not queue through q:\n%s", file, src)
+	}
+	src = queued.ReplaceAllLiteralString(src, "\tq := projection.Queue(tx)\n\treturn h.open(ctx, q, env, e.Owner, e.Currency)")
 	for method, body := range map[string]string{
-		"Reset":            "_, err := tx.Exec(ctx, `TRUNCATE balances`)\n\treturn err",
-		"OnAccountOpened":  `return h.open(ctx, tx, env, e.Owner, e.Currency)`,
-		"OnMoneyDeposited": `return h.apply(ctx, tx, env, e.Amount)`,
-		"OnMoneyWithdrawn": `return h.apply(ctx, tx, env, -e.Amount)`,
+		"OnMoneyDeposited": "return h.apply(ctx, tx, env, e.Amount)",
+		"OnMoneyWithdrawn": "return h.apply(ctx, tx, env, -e.Amount)",
 	} {
-		stub := fmt.Sprintf(`return errors.New("balances: %s not implemented")`, method)
-		if !strings.Contains(src, stub) {
+		stub := regexp.MustCompile(`(?s)(func \(h \*Handlers\) ` + method + `\([^\n]*\{\n).*?\n(\}\n)`)
+		if !stub.MatchString(src) {
 			t.Fatalf("%s has no stub for %s:\n%s", file, method, src)
 		}
-		src = strings.Replace(src, stub, body, 1)
+		src = stub.ReplaceAllString(src, "${1}\t"+body+"\n${2}")
 	}
 	if !strings.Contains(src, "errors.") {
 		src = strings.Replace(src, "\t\"errors\"\n", "", 1)

@@ -25,31 +25,37 @@ const stubsFileName = "handlers.go"
 // stubImports are the packages the first version of a stub file refers to, by import
 // path, with the name it gives them.
 func stubImports(pr *Projection, paths importPaths) []importSpec {
-	return []importSpec{
-		{"context", "context"},
-		{"errors", "errors"},
-		{pgxPkg, "pgx"},
-		{eventstorePkg, "eventstore"},
-		{projectorPkg, "projector"},
-		{paths.events, "events"},
-		{paths.projections + "/" + pr.Name, pr.Name + "gen"},
-	}
+	return append(methodImports(paths, true),
+		importSpec{projectorPkg, "projector"},
+		importSpec{paths.projections + "/" + pr.Name, pr.Name + "gen"})
 }
 
-// methodImports are the packages a handler stub method refers to.
-func methodImports(paths importPaths) []importSpec {
-	return []importSpec{
+// methodImports are the packages the stubs of Reset refer to and, with events, those
+// of handler methods.
+func methodImports(paths importPaths, events bool) []importSpec {
+	imports := []importSpec{
 		{"context", "context"},
 		{"errors", "errors"},
 		{pgxPkg, "pgx"},
-		{eventstorePkg, "eventstore"},
-		{paths.events, "events"},
 	}
+	if events {
+		imports = append(imports,
+			importSpec{eventstorePkg, "eventstore"},
+			importSpec{projectionPkg, "projection"},
+			importSpec{paths.events, "events"})
+	}
+	return imports
 }
 
 // stubMethod is one handler stub; names maps import paths to the file's local names.
-func stubMethod(pr *Projection, ev *Event, recv string, names map[string]string, paths importPaths) *jen.Statement {
+// Its body shows the fast way to write: through projection.Queue(tx) (and, with sqlc,
+// the read model's typed queries on it), tx itself being for results.
+func stubMethod(pr *Projection, ev *Event, recv string, names map[string]string, paths importPaths, rm readModelFiles) *jen.Statement {
 	q := func(path, id string) *jen.Statement { return jen.Id(names[path]).Dot(id) }
+	example := fmt.Sprintf("e.g. q.Exec(ctx, `INSERT INTO %s ...`, env.AggregateID, env.AggregateVersion)", readModelTable(pr.Name))
+	if rm.queries != "" {
+		example = fmt.Sprintf("e.g. readmodel.New(q).%s(ctx, readmodel.%sParams{...})", rm.query, rm.query)
+	}
 	return jen.Comment(fmt.Sprintf("On%s handles %s events.", ev.Name, ev.Name)).Line().
 		Func().Params(jen.Id(recv).Op("*").Id("Handlers")).Id("On"+ev.Name).Params(
 		jen.Id("ctx").Add(q("context", "Context")),
@@ -57,6 +63,10 @@ func stubMethod(pr *Projection, ev *Event, recv string, names map[string]string,
 		jen.Id("env").Op("*").Add(q(eventstorePkg, "Event")),
 		jen.Id("e").Add(q(paths.events, ev.Name)),
 	).Error().Block(
+		jen.Comment("Write through q what needs no result: the batch sends its queued writes"),
+		jen.Comment("in one round trip. Use tx for RowsAffected or to read what a write returns."),
+		jen.Id("q").Op(":=").Add(q(projectionPkg, "Queue")).Call(jen.Id("tx")),
+		jen.Id("_").Op("=").Id("q").Comment(example),
 		jen.Return(q("errors", "New").Call(jen.Lit(fmt.Sprintf("%s: On%s not implemented", pr.Name, ev.Name)))),
 	)
 }
@@ -91,7 +101,7 @@ func stubsFile(pr *Projection, evs []*Event, recv string, declare, reset bool, p
 	names := map[string]string{}
 	imports := stubImports(pr, paths)
 	if !declare {
-		imports = methodImports(paths)
+		imports = methodImports(paths, len(evs) > 0)
 	}
 	for _, imp := range imports {
 		names[imp.path] = imp.name
@@ -103,9 +113,9 @@ func stubsFile(pr *Projection, evs []*Event, recv string, declare, reset bool, p
 		if rm.migration != "" {
 			where = fmt.Sprintf("the read model (its tables are in %s)", rm.migration)
 		}
-		text := fmt.Sprintf("Handlers implements %s.Handler. Each method runs inside the batch's transaction tx: write %s through tx so it commits with the checkpoint.", genPkg, where)
+		text := fmt.Sprintf("Handlers implements %s.Handler. Each method runs inside the batch's transaction tx: write %s through it, so it commits with the checkpoint. Queue the writes whose result the handler does not read (RowsAffected, returned rows) with projection.Queue(tx): the batch then sends them in one round trip.", genPkg, where)
 		if rm.queries != "" {
-			text += fmt.Sprintf(" The typed queries sqlc generates from %s run on it, e.g.\n\n\treadmodel.New(tx).%s(ctx, readmodel.%sParams{AggregateID: env.AggregateID, Version: env.AggregateVersion})", rm.queries, rm.query, rm.query)
+			text += fmt.Sprintf(" The typed queries sqlc generates from %s run on both, e.g.\n\n\treadmodel.New(projection.Queue(tx)).%s(ctx, readmodel.%sParams{AggregateID: env.AggregateID, Version: env.AggregateVersion})", rm.queries, rm.query, rm.query)
 		}
 		b.WriteString(wrapDoc(text) + "\n")
 		b.WriteString("type Handlers struct{}\n\n")
@@ -117,7 +127,7 @@ func stubsFile(pr *Projection, evs []*Event, recv string, declare, reset bool, p
 		b.WriteString("\n" + resetStub(pr, recv, names))
 	}
 	for _, ev := range evs {
-		fmt.Fprintf(&b, "\n%#v\n", stubMethod(pr, ev, recv, names, paths))
+		fmt.Fprintf(&b, "\n%#v\n", stubMethod(pr, ev, recv, names, paths, rm))
 	}
 	out, err := groupImports(b.Bytes())
 	if err != nil {
@@ -215,7 +225,7 @@ func stubsPlan(dir string, pr *Projection, paths importPaths, relDir string, rm 
 		return plan, err
 	}
 
-	names, add, err := missingImports(file, existing, methodImports(paths))
+	names, add, err := missingImports(file, existing, methodImports(paths, len(missing) > 0))
 	if err != nil {
 		return stubPlan{}, err
 	}
@@ -225,7 +235,7 @@ func stubsPlan(dir string, pr *Projection, paths importPaths, relDir string, rm 
 		plan.appended = append(plan.appended, "Reset")
 	}
 	for _, ev := range missing {
-		fmt.Fprintf(&b, "\n%#v\n", stubMethod(pr, ev, pkg.recv, names, paths))
+		fmt.Fprintf(&b, "\n%#v\n", stubMethod(pr, ev, pkg.recv, names, paths, rm))
 		plan.appended = append(plan.appended, "On"+ev.Name)
 	}
 	snippet, err := format.Source(b.Bytes())

@@ -52,15 +52,22 @@ func TestInsertImports(t *testing.T) {
 	}
 }
 
-// An appended stub brings the imports it needs: the user dropped errors (and renamed
-// pgx) when filling in the first stub; the file's other bytes stay as they were.
+// An appended stub brings the imports it needs: the user dropped errors and
+// projection when filling in the first stub; the file's other bytes stay as they were.
 func TestAppendedStubsAddTheImportsTheyNeed(t *testing.T) {
 	dir := bankModule(t, "Account.AccountOpened")
 	generate(t, dir)
 	stubs := filepath.Join(dir, "projections", "balances", "handlers.go")
 	src := string(readFile(t, stubs))
 	src = strings.Replace(src, "\t\"errors\"\n", "", 1)
-	src = strings.Replace(src, `return errors.New("balances: OnAccountOpened not implemented")`, "return nil", 1)
+	src = strings.Replace(src, "\t\"github.com/esgen-dev/esgen/projection\"\n", "", 1)
+	i := strings.Index(src, "func (h *Handlers) OnAccountOpened(")
+	j := strings.Index(src[i:], "\treturn errors.New(") + i
+	k := strings.Index(src[j:], "\n}") + j
+	if i < 0 || j < i || k < j || !strings.Contains(src[i:j], "q := projection.Queue(tx)") {
+		t.Fatalf("the OnAccountOpened stub does not queue through q:\n%s", src)
+	}
+	src = src[:i] + "func (h *Handlers) OnAccountOpened(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.AccountOpened) error {\n\treturn nil" + src[k:]
 	writeFile(t, stubs, src)
 
 	writeFile(t, filepath.Join(dir, "esgen.yaml"), strings.Replace(bankSpec, "%s", "Account.AccountOpened, Account.MoneyWithdrawn", 1))
@@ -72,11 +79,16 @@ func TestAppendedStubsAddTheImportsTheyNeed(t *testing.T) {
 	if !strings.Contains(got, "import (\n\t\"context\"\n\t\"errors\"\n\n") {
 		t.Errorf("errors is not imported again in the standard group:\n%s", got)
 	}
-	if without := strings.Replace(got, "\t\"errors\"\n", "", 1); !strings.HasPrefix(without, src) {
-		t.Errorf("besides the import, the file's bytes changed:\n%s", got)
+	if !strings.Contains(got, "\t\"github.com/esgen-dev/esgen/eventstore\"\n\t\"github.com/esgen-dev/esgen/projection\"\n\t\"github.com/esgen-dev/esgen/projector\"\n") {
+		t.Errorf("projection is not imported again at its place:\n%s", got)
 	}
-	if !strings.Contains(got, `return errors.New("balances: OnMoneyWithdrawn not implemented")`) {
-		t.Errorf("no stub for OnMoneyWithdrawn:\n%s", got)
+	without := strings.Replace(got, "\t\"errors\"\n", "", 1)
+	without = strings.Replace(without, "\t\"github.com/esgen-dev/esgen/projection\"\n", "", 1)
+	if !strings.HasPrefix(without, src) {
+		t.Errorf("besides the imports, the file's bytes changed:\n%s", got)
+	}
+	if !strings.Contains(got, "q := projection.Queue(tx)") || !strings.Contains(got, `return errors.New("balances: OnMoneyWithdrawn not implemented")`) {
+		t.Errorf("no stub for OnMoneyWithdrawn that queues through q:\n%s", got)
 	}
 	if len(res.Warnings) != 0 {
 		t.Errorf("warnings: %q", res.Warnings)
@@ -146,11 +158,11 @@ func TestNewProjectionGetsReadModelFiles(t *testing.T) {
 	if res.SqlcConfig != filepath.Join(dir, "sqlc.yaml") {
 		t.Errorf("SqlcConfig = %q", res.SqlcConfig)
 	}
-	if s := string(readFile(t, filepath.Join(dir, "sql", "queries", "order.sql"))); !strings.Contains(s, "-- name: SaveOrder :execrows\n") ||
+	if s := string(readFile(t, filepath.Join(dir, "sql", "queries", "order.sql"))); !strings.Contains(s, "-- name: SaveOrder :exec\n") ||
 		!strings.Contains(s, "INSERT INTO order_model (aggregate_id, version)") {
 		t.Errorf("order.sql (order is reserved in SQL):\n%s", s)
 	}
-	if s := string(readFile(t, filepath.Join(dir, "projections", "ledger", "handlers.go"))); !strings.Contains(s, "readmodel.New(tx).SaveLedger(ctx,") {
+	if s := string(readFile(t, filepath.Join(dir, "projections", "ledger", "handlers.go"))); !strings.Contains(s, "readmodel.New(projection.Queue(tx)).SaveLedger(ctx,") {
 		t.Errorf("the ledger handlers do not show the query:\n%s", s)
 	}
 	if string(readFile(t, migration)) != "CREATE TABLE IF NOT EXISTS balances (id text, amount bigint);\n" {

@@ -35,9 +35,10 @@ func newReadModel(ctx context.Context, deps projector.Deps) (readModel, error) {
 	return readModel{ownerPrefix: os.Getenv("OWNER_PREFIX"), log: deps.Logger}, nil
 }
 
-// open inserts the account at its first version, through the sqlc query.
-func (m readModel) open(ctx context.Context, tx pgx.Tx, env *eventstore.Event, owner, currency string) error {
-	return readmodel.New(tx).OpenAccount(ctx, readmodel.OpenAccountParams{
+// open inserts the account at its first version, through the sqlc query run on db:
+// the handler's projection.Queue(tx), so the insert is sent with the batch.
+func (m readModel) open(ctx context.Context, db readmodel.DBTX, env *eventstore.Event, owner, currency string) error {
+	return readmodel.New(db).OpenAccount(ctx, readmodel.OpenAccountParams{
 		AccountID: env.AggregateID,
 		Owner:     m.ownerPrefix + owner,
 		Currency:  currency,
@@ -46,7 +47,7 @@ func (m readModel) open(ctx context.Context, tx pgx.Tx, env *eventstore.Event, o
 }
 
 // apply adds delta to the account's balance. It checks that events arrive in
-// aggregate order, each exactly once.
+// aggregate order, each exactly once: it reads RowsAffected, so it runs on tx.
 func (m readModel) apply(ctx context.Context, tx pgx.Tx, env *eventstore.Event, delta int64) error {
 	n, err := readmodel.New(tx).ApplyToBalance(ctx, readmodel.ApplyToBalanceParams{
 		Delta:     delta,

@@ -11,14 +11,17 @@ import (
 	"example.com/app/generated/events"
 	balancesgen "example.com/app/generated/projections/balances"
 	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/projection"
 	"github.com/esgen-dev/esgen/projector"
 	"github.com/jackc/pgx/v5"
 )
 
 // Handlers implements balancesgen.Handler. Each method runs inside the batch's
 // transaction tx: write the read model (its tables are in
-// sql/migrations/100_balances.sql) through tx so it commits with the
-// checkpoint.
+// sql/migrations/100_balances.sql) through it, so it commits with the
+// checkpoint. Queue the writes whose result the handler does not read
+// (RowsAffected, returned rows) with projection.Queue(tx): the batch then sends
+// them in one round trip.
 type Handlers struct{}
 
 var _ balancesgen.Handler = (*Handlers)(nil)
@@ -44,15 +47,27 @@ func (h *Handlers) Reset(ctx context.Context, tx pgx.Tx) error {
 
 // OnAccountOpened handles AccountOpened events.
 func (h *Handlers) OnAccountOpened(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.AccountOpened) error {
+	// Write through q what needs no result: the batch sends its queued writes
+	// in one round trip. Use tx for RowsAffected or to read what a write returns.
+	q := projection.Queue(tx)
+	_ = q // e.g. q.Exec(ctx, `INSERT INTO balances ...`, env.AggregateID, env.AggregateVersion)
 	return errors.New("balances: OnAccountOpened not implemented")
 }
 
 // OnMoneyDeposited handles MoneyDeposited events.
 func (h *Handlers) OnMoneyDeposited(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.MoneyDeposited) error {
+	// Write through q what needs no result: the batch sends its queued writes
+	// in one round trip. Use tx for RowsAffected or to read what a write returns.
+	q := projection.Queue(tx)
+	_ = q // e.g. q.Exec(ctx, `INSERT INTO balances ...`, env.AggregateID, env.AggregateVersion)
 	return errors.New("balances: OnMoneyDeposited not implemented")
 }
 
 // OnMoneyWithdrawn handles MoneyWithdrawn events.
 func (h *Handlers) OnMoneyWithdrawn(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.MoneyWithdrawn) error {
+	// Write through q what needs no result: the batch sends its queued writes
+	// in one round trip. Use tx for RowsAffected or to read what a write returns.
+	q := projection.Queue(tx)
+	_ = q // e.g. q.Exec(ctx, `INSERT INTO balances ...`, env.AggregateID, env.AggregateVersion)
 	return errors.New("balances: OnMoneyWithdrawn not implemented")
 }

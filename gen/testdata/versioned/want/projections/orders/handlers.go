@@ -11,13 +11,17 @@ import (
 	"example.com/app/generated/events"
 	ordersgen "example.com/app/generated/projections/orders"
 	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/projection"
 	"github.com/esgen-dev/esgen/projector"
 	"github.com/jackc/pgx/v5"
 )
 
 // Handlers implements ordersgen.Handler. Each method runs inside the batch's
 // transaction tx: write the read model (its tables are in
-// sql/migrations/100_orders.sql) through tx so it commits with the checkpoint.
+// sql/migrations/100_orders.sql) through it, so it commits with the checkpoint.
+// Queue the writes whose result the handler does not read (RowsAffected,
+// returned rows) with projection.Queue(tx): the batch then sends them in one
+// round trip.
 type Handlers struct{}
 
 var _ ordersgen.Handler = (*Handlers)(nil)
@@ -43,15 +47,27 @@ func (h *Handlers) Reset(ctx context.Context, tx pgx.Tx) error {
 
 // OnOrderPlaced handles OrderPlaced events.
 func (h *Handlers) OnOrderPlaced(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.OrderPlaced) error {
+	// Write through q what needs no result: the batch sends its queued writes
+	// in one round trip. Use tx for RowsAffected or to read what a write returns.
+	q := projection.Queue(tx)
+	_ = q // e.g. q.Exec(ctx, `INSERT INTO orders ...`, env.AggregateID, env.AggregateVersion)
 	return errors.New("orders: OnOrderPlaced not implemented")
 }
 
 // OnOrderShipped handles OrderShipped events.
 func (h *Handlers) OnOrderShipped(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.OrderShipped) error {
+	// Write through q what needs no result: the batch sends its queued writes
+	// in one round trip. Use tx for RowsAffected or to read what a write returns.
+	q := projection.Queue(tx)
+	_ = q // e.g. q.Exec(ctx, `INSERT INTO orders ...`, env.AggregateID, env.AggregateVersion)
 	return errors.New("orders: OnOrderShipped not implemented")
 }
 
 // OnOrderCancelled handles OrderCancelled events.
 func (h *Handlers) OnOrderCancelled(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.OrderCancelled) error {
+	// Write through q what needs no result: the batch sends its queued writes
+	// in one round trip. Use tx for RowsAffected or to read what a write returns.
+	q := projection.Queue(tx)
+	_ = q // e.g. q.Exec(ctx, `INSERT INTO orders ...`, env.AggregateID, env.AggregateVersion)
 	return errors.New("orders: OnOrderCancelled not implemented")
 }

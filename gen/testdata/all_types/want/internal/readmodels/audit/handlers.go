@@ -11,16 +11,20 @@ import (
 	"example.com/app/internal/gen/events"
 	auditgen "example.com/app/internal/gen/projections/audit"
 	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/projection"
 	"github.com/esgen-dev/esgen/projector"
 	"github.com/jackc/pgx/v5"
 )
 
 // Handlers implements auditgen.Handler. Each method runs inside the batch's
 // transaction tx: write the read model (its tables are in
-// db/migrations/101_audit.sql) through tx so it commits with the checkpoint.
-// The typed queries sqlc generates from sql/queries/audit.sql run on it, e.g.
+// db/migrations/101_audit.sql) through it, so it commits with the checkpoint.
+// Queue the writes whose result the handler does not read (RowsAffected,
+// returned rows) with projection.Queue(tx): the batch then sends them in one
+// round trip. The typed queries sqlc generates from sql/queries/audit.sql run
+// on both, e.g.
 //
-//	readmodel.New(tx).SaveAudit(ctx, readmodel.SaveAuditParams{AggregateID: env.AggregateID, Version: env.AggregateVersion})
+//	readmodel.New(projection.Queue(tx)).SaveAudit(ctx, readmodel.SaveAuditParams{AggregateID: env.AggregateID, Version: env.AggregateVersion})
 type Handlers struct{}
 
 var _ auditgen.Handler = (*Handlers)(nil)
@@ -46,10 +50,18 @@ func (h *Handlers) Reset(ctx context.Context, tx pgx.Tx) error {
 
 // OnCustomerDeleted handles CustomerDeleted events.
 func (h *Handlers) OnCustomerDeleted(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.CustomerDeleted) error {
+	// Write through q what needs no result: the batch sends its queued writes
+	// in one round trip. Use tx for RowsAffected or to read what a write returns.
+	q := projection.Queue(tx)
+	_ = q // e.g. readmodel.New(q).SaveAudit(ctx, readmodel.SaveAuditParams{...})
 	return errors.New("audit: OnCustomerDeleted not implemented")
 }
 
 // OnCustomerRegistered handles CustomerRegistered events.
 func (h *Handlers) OnCustomerRegistered(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.CustomerRegistered) error {
+	// Write through q what needs no result: the batch sends its queued writes
+	// in one round trip. Use tx for RowsAffected or to read what a write returns.
+	q := projection.Queue(tx)
+	_ = q // e.g. readmodel.New(q).SaveAudit(ctx, readmodel.SaveAuditParams{...})
 	return errors.New("audit: OnCustomerRegistered not implemented")
 }

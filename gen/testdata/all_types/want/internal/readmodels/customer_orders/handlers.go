@@ -11,17 +11,20 @@ import (
 	"example.com/app/internal/gen/events"
 	customer_ordersgen "example.com/app/internal/gen/projections/customer_orders"
 	"github.com/esgen-dev/esgen/eventstore"
+	"github.com/esgen-dev/esgen/projection"
 	"github.com/esgen-dev/esgen/projector"
 	"github.com/jackc/pgx/v5"
 )
 
 // Handlers implements customer_ordersgen.Handler. Each method runs inside the
 // batch's transaction tx: write the read model (its tables are in
-// db/migrations/100_customer_orders.sql) through tx so it commits with the
-// checkpoint. The typed queries sqlc generates from
-// sql/queries/customer_orders.sql run on it, e.g.
+// db/migrations/100_customer_orders.sql) through it, so it commits with the
+// checkpoint. Queue the writes whose result the handler does not read
+// (RowsAffected, returned rows) with projection.Queue(tx): the batch then sends
+// them in one round trip. The typed queries sqlc generates from
+// sql/queries/customer_orders.sql run on both, e.g.
 //
-//	readmodel.New(tx).SaveCustomerOrders(ctx, readmodel.SaveCustomerOrdersParams{AggregateID: env.AggregateID, Version: env.AggregateVersion})
+//	readmodel.New(projection.Queue(tx)).SaveCustomerOrders(ctx, readmodel.SaveCustomerOrdersParams{AggregateID: env.AggregateID, Version: env.AggregateVersion})
 type Handlers struct{}
 
 var _ customer_ordersgen.Handler = (*Handlers)(nil)
@@ -48,15 +51,27 @@ func (h *Handlers) Reset(ctx context.Context, tx pgx.Tx) error {
 
 // OnCustomerRegistered handles CustomerRegistered events.
 func (h *Handlers) OnCustomerRegistered(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.CustomerRegistered) error {
+	// Write through q what needs no result: the batch sends its queued writes
+	// in one round trip. Use tx for RowsAffected or to read what a write returns.
+	q := projection.Queue(tx)
+	_ = q // e.g. readmodel.New(q).SaveCustomerOrders(ctx, readmodel.SaveCustomerOrdersParams{...})
 	return errors.New("customer_orders: OnCustomerRegistered not implemented")
 }
 
 // OnOrderPlaced handles OrderPlaced events.
 func (h *Handlers) OnOrderPlaced(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.OrderPlaced) error {
+	// Write through q what needs no result: the batch sends its queued writes
+	// in one round trip. Use tx for RowsAffected or to read what a write returns.
+	q := projection.Queue(tx)
+	_ = q // e.g. readmodel.New(q).SaveCustomerOrders(ctx, readmodel.SaveCustomerOrdersParams{...})
 	return errors.New("customer_orders: OnOrderPlaced not implemented")
 }
 
 // OnOrderShipped handles OrderShipped events.
 func (h *Handlers) OnOrderShipped(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.OrderShipped) error {
+	// Write through q what needs no result: the batch sends its queued writes
+	// in one round trip. Use tx for RowsAffected or to read what a write returns.
+	q := projection.Queue(tx)
+	_ = q // e.g. readmodel.New(q).SaveCustomerOrders(ctx, readmodel.SaveCustomerOrdersParams{...})
 	return errors.New("customer_orders: OnOrderShipped not implemented")
 }
