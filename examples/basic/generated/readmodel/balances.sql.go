@@ -9,9 +9,10 @@ import (
 	"context"
 )
 
-const applyToBalance = `-- name: ApplyToBalance :execrows
-UPDATE balances SET balance = balance + $1, version = $2
-WHERE account_id = $3 AND version + 1 = $2
+const applyToBalance = `-- name: ApplyToBalance :exec
+UPDATE balances SET balance = balance + $1,
+    version = CASE WHEN version + 1 = $2 THEN $2 END
+WHERE account_id = $3
 `
 
 type ApplyToBalanceParams struct {
@@ -20,14 +21,12 @@ type ApplyToBalanceParams struct {
 	AccountID string
 }
 
-// Adds delta to the account's balance if the event is the account's next one: 0 rows
-// for an event applied twice, or out of order.
-func (q *Queries) ApplyToBalance(ctx context.Context, arg ApplyToBalanceParams) (int64, error) {
-	result, err := q.db.Exec(ctx, applyToBalance, arg.Delta, arg.Version, arg.AccountID)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
+// Adds delta to the account's balance if the event is the account's next one. For an
+// event applied twice, or out of order, the new version is NULL, which the column
+// refuses: the statement fails, and with it the event.
+func (q *Queries) ApplyToBalance(ctx context.Context, arg ApplyToBalanceParams) error {
+	_, err := q.db.Exec(ctx, applyToBalance, arg.Delta, arg.Version, arg.AccountID)
+	return err
 }
 
 const openAccount = `-- name: OpenAccount :exec

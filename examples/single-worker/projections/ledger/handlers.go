@@ -11,11 +11,15 @@ import (
 	"github.com/esgen-dev/esgen/eventstore"
 	"github.com/esgen-dev/esgen/examples/single-worker/generated/events"
 	ledgergen "github.com/esgen-dev/esgen/examples/single-worker/generated/projections/ledger"
+	"github.com/esgen-dev/esgen/projection"
 	"github.com/jackc/pgx/v5"
 )
 
 // Handlers implements ledgergen.Handler. Each method runs inside the batch's
 // transaction tx: write the read model through tx so it commits with the checkpoint.
+// The handlers read no result of their writes, so they queue them with
+// projection.Queue(tx): the batch sends them all in one round trip, in order, each
+// line seeing the one before.
 //
 // The ledger numbers every event of every account and keeps a bank-wide running
 // total. That needs one reader of the whole stream in order, hence
@@ -41,7 +45,7 @@ func (h *Handlers) OnMoneyWithdrawn(ctx context.Context, tx pgx.Tx, env *eventst
 
 // addLine appends the event to the ledger as its next line, with the new bank total.
 func addLine(ctx context.Context, tx pgx.Tx, env *eventstore.Event, kind string, amount int64) error {
-	_, err := tx.Exec(ctx, `
+	_, err := projection.Queue(tx).Exec(ctx, `
 		INSERT INTO ledger_entries (line, event_id, account_id, kind, amount, bank_total)
 		SELECT coalesce(max(line), 0) + 1, $1, $2, $3, $4,
 		       coalesce((SELECT bank_total FROM ledger_entries ORDER BY line DESC LIMIT 1), 0) + $4

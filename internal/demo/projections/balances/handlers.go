@@ -11,12 +11,16 @@ import (
 	"github.com/esgen-dev/esgen/eventstore"
 	"github.com/esgen-dev/esgen/internal/demo/generated/events"
 	balancesgen "github.com/esgen-dev/esgen/internal/demo/generated/projections/balances"
+	"github.com/esgen-dev/esgen/projection"
 	"github.com/esgen-dev/esgen/projector"
 	"github.com/jackc/pgx/v5"
 )
 
 // Handlers implements balancesgen.Handler. Each method runs inside the batch's
 // transaction tx: write the read model through tx so it commits with the checkpoint.
+// These handlers read no result of their writes, so they queue them with
+// projection.Queue(tx): the batch sends them all in one round trip. A queued write
+// that fails (a duplicate, an event out of order) fails the event that queued it.
 type Handlers struct {
 	// PartitionKey is the partition of the worker process, recorded with every handled
 	// event so that the demo can check the routing.
@@ -36,7 +40,7 @@ func NewHandlers(ctx context.Context, deps projector.Deps) (*Handlers, error) {
 // record notes the event as handled by this partition; a second handling of the same
 // event would violate the primary key and fail the batch.
 func (h *Handlers) record(ctx context.Context, tx pgx.Tx, env *eventstore.Event) error {
-	_, err := tx.Exec(ctx, `INSERT INTO demo_handled_events (event_id, account_id, version, partition_key) VALUES ($1, $2, $3, $4)`,
+	_, err := projection.Queue(tx).Exec(ctx, `INSERT INTO demo_handled_events (event_id, account_id, version, partition_key) VALUES ($1, $2, $3, $4)`,
 		env.EventID, env.AggregateID, env.AggregateVersion, h.PartitionKey)
 	if err != nil {
 		return fmt.Errorf("record event %s: %w", env.EventID, err)
@@ -44,15 +48,14 @@ func (h *Handlers) record(ctx context.Context, tx pgx.Tx, env *eventstore.Event)
 	return nil
 }
 
-// apply adds delta to the account's balance, checking that events arrive in version order.
+// apply adds delta to the account's balance, checking that events arrive in version
+// order: for any other version the new one is NULL, which the column refuses.
 func (h *Handlers) apply(ctx context.Context, tx pgx.Tx, env *eventstore.Event, delta int64) error {
-	tag, err := tx.Exec(ctx, `UPDATE demo_balances SET balance = balance + $2, version = $3
-		WHERE account_id = $1 AND version = $3 - 1`, env.AggregateID, delta, env.AggregateVersion)
+	_, err := projection.Queue(tx).Exec(ctx, `UPDATE demo_balances SET balance = balance + $2,
+		version = CASE WHEN version = $3 - 1 THEN $3 END
+		WHERE account_id = $1`, env.AggregateID, delta, env.AggregateVersion)
 	if err != nil {
 		return fmt.Errorf("update balance of %s: %w", env.AggregateID, err)
-	}
-	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("account %s: version %d arrived out of order", env.AggregateID, env.AggregateVersion)
 	}
 	return h.record(ctx, tx, env)
 }
@@ -61,7 +64,7 @@ var _ balancesgen.Handler = (*Handlers)(nil)
 
 // OnAccountOpened handles AccountOpened events.
 func (h *Handlers) OnAccountOpened(ctx context.Context, tx pgx.Tx, env *eventstore.Event, e events.AccountOpened) error {
-	_, err := tx.Exec(ctx, `INSERT INTO demo_balances (account_id, owner, currency, balance, version, partition_key)
+	_, err := projection.Queue(tx).Exec(ctx, `INSERT INTO demo_balances (account_id, owner, currency, balance, version, partition_key)
 		VALUES ($1, $2, $3, 0, $4, $5)`, env.AggregateID, e.Owner, e.Currency, env.AggregateVersion, h.PartitionKey)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", env.AggregateID, err)
