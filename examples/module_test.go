@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -77,7 +78,8 @@ func TestReadmeUseItInYourModule(t *testing.T) {
 
 // fillInModule does what the README asks of the reader after go generate: each
 // balances handler records the account's version in the starter table of
-// sql/migrations/100_balances.sql, Reset truncates it, and the errors import goes.
+// sql/migrations/100_balances.sql through the stub's queue q, Reset truncates it, and
+// the errors import goes.
 func fillInModule(ctx context.Context, r *runner) error {
 	file := filepath.Join(r.dir, "projections", "balances", "handlers.go")
 	b, err := os.ReadFile(file)
@@ -86,11 +88,11 @@ func fillInModule(ctx context.Context, r *runner) error {
 	}
 	src := string(b)
 	for _, ev := range []string{"AccountOpened", "MoneyDeposited", "MoneyWithdrawn"} {
-		stub := fmt.Sprintf(`return errors.New("balances: On%s not implemented")`, ev)
-		if !strings.Contains(src, stub) {
-			return fmt.Errorf("handlers.go has no stub for %s:\n%s", ev, src)
+		stub := regexp.MustCompile(fmt.Sprintf(`(?m)^\t_ = q //.*\n\treturn errors\.New\("balances: On%s not implemented"\)$`, ev))
+		if !stub.MatchString(src) {
+			return fmt.Errorf("handlers.go has no stub for %s that queues through q:\n%s", ev, src)
 		}
-		src = strings.Replace(src, stub, "return record(ctx, tx, env)", 1)
+		src = stub.ReplaceAllLiteralString(src, "\treturn record(ctx, q, env)")
 	}
 	reset := `return errors.New("balances: Reset not implemented")`
 	if !strings.Contains(src, reset) {
@@ -98,9 +100,9 @@ func fillInModule(ctx context.Context, r *runner) error {
 	}
 	src = strings.Replace(src, reset, "_, err := tx.Exec(ctx, `TRUNCATE balances`)\n\treturn err", 1)
 	src = strings.Replace(src, "\t\"errors\"\n", "", 1) + `
-// record notes the account's version in the read model.
-func record(ctx context.Context, tx pgx.Tx, env *eventstore.Event) error {
-	_, err := tx.Exec(ctx, "INSERT INTO balances (aggregate_id, version) VALUES ($1, $2) "+
+// record notes the account's version in the read model, queued on q.
+func record(ctx context.Context, q projection.DBTXQueue, env *eventstore.Event) error {
+	_, err := q.Exec(ctx, "INSERT INTO balances (aggregate_id, version) VALUES ($1, $2) "+
 		"ON CONFLICT (aggregate_id) DO UPDATE SET version = excluded.version", env.AggregateID, env.AggregateVersion)
 	return err
 }
