@@ -113,8 +113,13 @@ func TestStatusCommand(t *testing.T) {
 	if code := run(ctx, []string{"status", "--database", url, "nope"}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), `no projection "nope"`) {
 		t.Errorf("unknown projection: exit %d, %s", code, stderr.String())
 	}
-	stderr.Reset()
-	if code := run(ctx, []string{"status", "--database", ""}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "no database") {
+}
+
+// Without --database and DATABASE_URL, status says so (exit 2).
+func TestStatusWithoutDatabase(t *testing.T) {
+	t.Setenv("DATABASE_URL", "") // an empty --database falls back to DATABASE_URL
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"status", "--database", ""}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "no database") {
 		t.Errorf("no database: exit %d, %s", code, stderr.String())
 	}
 }
