@@ -564,11 +564,11 @@ type leaseFence struct {
 	l *lease
 }
 
-// locked runs right after the batch locked its checkpoint: the server ends the
+// beforeLock runs right before the batch locks its checkpoint: the server ends the
 // session of a batch that stays idle inside its transaction longer than the lease
 // time (its worker paused, or stalled), so that its locks do not hold up the worker
 // that takes the partition over.
-func (f *leaseFence) locked(ctx context.Context, tx pgx.Tx) error {
+func (f *leaseFence) beforeLock(ctx context.Context, tx pgx.Tx) error {
 	if f == nil {
 		return nil
 	}

@@ -95,7 +95,7 @@ func TestAutoAssignWithProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	auto := func(name string) *proc {
-		return startWorker(t, name, url, fmt.Sprintf("TOTAL_PARTITIONS=%d", total), "PARTITION_KEY=auto", "LEASE_TTL="+ttl.String(),
+		return startWorker(t, name, withAppName(t, url, "worker-"+name), fmt.Sprintf("TOTAL_PARTITIONS=%d", total), "PARTITION_KEY=auto", "LEASE_TTL="+ttl.String(),
 			"WORKER_ID="+name, "BATCH_SIZE=20", "TESTWORKER_SLEEP=1ms")
 	}
 	wctx, stopWriters := context.WithCancel(ctx)
@@ -189,8 +189,13 @@ func TestAutoAssignWithProcesses(t *testing.T) {
 	}
 	progressed("after SIGTERM of b")
 
-	// SIGSTOP c past its lease: d takes everything over; then c resumes.
+	// SIGSTOP c in a batch (holding its checkpoint's lock) past its lease: d takes
+	// everything over; then c resumes.
 	cBefore := len(c.logLines("partition lost"))
+	waitFor(t, time.Minute, "c inside a batch", func() bool {
+		return count(t, pool, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'worker-c'
+			AND backend_xid IS NOT NULL AND state <> 'idle'`) > 0
+	})
 	if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}

@@ -491,6 +491,9 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	if to.Equal(from) {
 		return 0, false, nil
 	}
+	if err := w.fence.beforeLock(ctx, tx); err != nil {
+		return 0, false, err
+	}
 	// Lock the checkpoint for the batch. If another worker moved it since it was read
 	// (or holds it now and moves it before releasing it), this batch is fenced off.
 	locked, err := queries.LockCheckpoint(ctx, tx, dbsqlc.LockCheckpointParams(key))
@@ -502,9 +505,6 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	}
 	if !cursorOf(locked).Equal(from) {
 		return 0, false, errFenced
-	}
-	if err := w.fence.locked(ctx, tx); err != nil {
-		return 0, false, err
 	}
 	retried := false // the event that failed before is in this batch
 	skipped := 0
