@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/esgen-dev/esgen/projection"
 )
 
 // leaseCheck records, at the commit of every batch (a deferred constraint trigger on
@@ -156,6 +158,26 @@ func TestAutoAssignWithProcesses(t *testing.T) {
 		return len(by["a"]) == 3 && len(by["b"]) == 3 && len(by["c"]) == 2
 	})
 	progressed("start")
+	// esgen status shows who holds which partition, since when, until when.
+	out, errOut, code := esgen(t, url, "status", "rm")
+	if code != 0 {
+		t.Fatalf("esgen status: exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"HOLDER", "SINCE", "LEASE EXPIRES", "workers: 3 registered", "    a  auto, started "} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("esgen status lacks %q:\n%s", want, out)
+		}
+	}
+	st, err := projection.Status(ctx, pool, "rm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ps := range st.Partitions {
+		if l := ps.Lease; l == nil || !l.Live || l.Owner == "" || l.Expires.Before(l.Since) {
+			t.Fatalf("partition %d: lease %+v, want a live one with its owner", ps.Key, l)
+		}
+	}
+	t.Logf("esgen status:\n%s", out)
 
 	// SIGKILL a: its partitions move once its lease expires.
 	killedAt := time.Now()
