@@ -261,3 +261,35 @@ func TestAutoAssignWithProcesses(t *testing.T) {
 	t.Logf("%d events applied exactly once, in order, with no commit outside a lease; failover after SIGKILL (lease %s): %s; a joining worker had its share after %s; hand-over after SIGTERM: %s; c logged %d lost partitions after its pause (e.g. %v)",
 		n, ttl, failover.Round(time.Millisecond), rebalance.Round(time.Millisecond), handover.Round(time.Millisecond), len(lost)-cBefore, lost[len(lost)-1]["reason"])
 }
+
+// The projector binary refuses, with exit code 2 and the message, an auto worker while
+// a static one runs the projection, and a static one while an auto one runs it.
+func TestMixedWorkersRefusedWithProcesses(t *testing.T) {
+	t.Parallel()
+	url, pool := newReadModelDB(t)
+	registered := func(mode string) func() bool {
+		return func() bool {
+			return count(t, pool, "SELECT count(*) FROM esgen_workers WHERE projection = 'rm' AND mode = $1 AND expires_at > now()", mode) > 0
+		}
+	}
+	static := startWorker(t, "static", url, "TOTAL_PARTITIONS=2", "PARTITION_KEY=0,1", "WORKER_ID=static")
+	waitFor(t, time.Minute, "the static worker's registration", registered("static"))
+	refused := startWorker(t, "auto", url, "TOTAL_PARTITIONS=2", "PARTITION_KEY=auto", "WORKER_ID=auto")
+	if code := refused.wait(t, time.Minute); code != 2 ||
+		!strings.Contains(refused.Output(), "cannot start a worker with PARTITION_KEY=auto: workers with static partition keys run it (static (keys 0,1)") {
+		t.Fatalf("auto next to static: exit %d:\n%s", code, refused.Output())
+	}
+	if code := static.stop(t); code != 0 {
+		t.Fatalf("static exited with %d", code)
+	}
+	auto := startWorker(t, "auto", url, "TOTAL_PARTITIONS=2", "PARTITION_KEY=auto", "WORKER_ID=auto")
+	waitFor(t, time.Minute, "the auto worker's registration", registered("auto"))
+	refused = startWorker(t, "static", url, "TOTAL_PARTITIONS=2", "PARTITION_KEY=1", "WORKER_ID=static")
+	if code := refused.wait(t, time.Minute); code != 2 ||
+		!strings.Contains(refused.Output(), "cannot start a worker with static partition keys: workers with PARTITION_KEY=auto run it (auto,") {
+		t.Fatalf("static next to auto: exit %d:\n%s", code, refused.Output())
+	}
+	if code := auto.stop(t); code != 0 {
+		t.Fatalf("auto exited with %d", code)
+	}
+}
