@@ -188,10 +188,19 @@ func joinInts(v []int32) string {
 // automatic assignment runs static workers as before.
 func registerStatic(ctx context.Context, pool *pgxpool.Pool, name, id string, keys []int, ttl time.Duration) (registered bool, err error) {
 	err = register(ctx, pool, name, id, false, keys, ttl)
-	if isUndefinedTable(errors.Unwrap(err)) || isUndefinedTable(err) {
+	var ce *AssignmentConflictError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &ce), isTransient(err):
+		return false, err
+	case isUndefinedTable(err):
+		return false, nil
+	default:
+		// The registration only guards against mixing: a static worker runs without it.
+		slog.Default().Debug("could not register the static worker", "projection", name, "worker", id, "error", err)
 		return false, nil
 	}
-	return err == nil, err
 }
 
 // heartbeatStatic renews a static worker's registration until ctx ends, then deletes it.
@@ -250,14 +259,15 @@ type assigner struct {
 	conn  *pgx.Conn         // dedicated: renewals never wait for a pool connection
 	parts sync.WaitGroup
 
-	mu    sync.Mutex
-	owned map[int]*lease
+	mu      sync.Mutex
+	owned   map[int]*lease
+	pending map[int]int64 // claimed, waiting for the partition's previous run to finish: the token
 }
 
 // run claims, renews and releases partitions until ctx ends; then it stops its
 // partitions after their batches, releases their leases and deregisters.
 func (a *assigner) run(ctx context.Context) {
-	a.owned = map[int]*lease{}
+	a.owned, a.pending = map[int]*lease{}, map[int]int64{}
 	a.wake = notify.NewBroadcast()
 	var listener sync.WaitGroup
 	lctx, stopListener := context.WithCancel(ctx)
@@ -352,6 +362,15 @@ func (a *assigner) step(ctx context.Context) error {
 	share := fairShare(a.total, live, a.id)
 
 	a.mu.Lock()
+	// Leases this worker holds but does not run (kept renewed after its partitions
+	// stopped while the database was unreachable): give them back.
+	var stray []dbsqlc.RenewLeasesRow
+	for _, h := range held {
+		k := int(h.PartitionKey)
+		if l := a.owned[k]; (l == nil || l.epoch != h.Epoch) && a.pending[k] != h.Epoch {
+			stray = append(stray, h)
+		}
+	}
 	active := 0
 	var running []*lease
 	for _, l := range a.owned {
@@ -379,6 +398,14 @@ func (a *assigner) step(ctx context.Context) error {
 	want := share - active
 	busy := len(a.owned) - active // partitions still finishing, not released yet
 	a.mu.Unlock()
+	for _, h := range stray {
+		if _, err := queries.ReleaseLease(sctx, a.conn, dbsqlc.ReleaseLeaseParams{
+			Projection: a.p.Name, Generation: a.gen, PartitionKey: h.PartitionKey, WorkerID: a.id, Epoch: h.Epoch,
+		}); err != nil {
+			return fmt.Errorf("release lease of partition %d: %w", h.PartitionKey, err)
+		}
+		a.log.Info("partition released", "partition", h.PartitionKey, "worker", a.id, "epoch", h.Epoch, "reason", "held but not run (its partition stopped while the leases could not be renewed)")
+	}
 	if want <= 0 || busy > 0 && active+busy >= share || ctx.Err() != nil {
 		return nil
 	}
@@ -401,6 +428,7 @@ func (a *assigner) start(ctx context.Context, key int, epoch int64, previous str
 	a.mu.Lock()
 	if old := a.owned[key]; old != nil {
 		// Still finishing after it was lost or released: the new claim waits for it.
+		a.pending[key] = epoch
 		a.mu.Unlock()
 		a.parts.Go(func() {
 			a.waitGone(ctx, key, old)
@@ -413,7 +441,7 @@ func (a *assigner) start(ctx context.Context, key int, epoch int64, previous str
 	a.begin(pctx, l, previous, share, workers)
 }
 
-// waitGone waits until old is no longer run, then records l... (see begin).
+// waitGone waits until old is no longer run (or ctx ends).
 func (a *assigner) waitGone(ctx context.Context, key int, old *lease) {
 	for {
 		a.mu.Lock()
@@ -432,6 +460,9 @@ func (a *assigner) waitGone(ctx context.Context, key int, old *lease) {
 func (a *assigner) begin(ctx context.Context, l *lease, previous string, share, workers int) {
 	a.mu.Lock()
 	a.owned[l.key] = l
+	if a.pending[l.key] == l.epoch {
+		delete(a.pending, l.key)
+	}
 	a.mu.Unlock()
 	attrs := []any{"partition", l.key, "worker", a.id, "epoch", l.epoch, "share", share, "workers", workers}
 	ch := AssignmentChange{Kind: AssignClaimed, Worker: a.id, Epoch: l.epoch, PreviousOwner: previous}
