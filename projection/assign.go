@@ -347,6 +347,17 @@ func (a *assigner) step(ctx context.Context) error {
 			return fmt.Errorf("register again: %w", err)
 		}
 	}
+	// The layout changed (esgen rescale, --rescale, a rebuild): this worker stops, as
+	// static ones do, and the next start shares the leases of the new layout.
+	proj, err := queries.GetProjection(sctx, a.conn, a.p.Name)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("look up the layout: %w", err)
+	}
+	if err != nil || proj.Generation != a.gen {
+		gone := (&worker{pool: a.pool, p: a.p, gen: a.gen, total: a.total}).layoutGone(sctx)
+		a.fail(gone)
+		return nil
+	}
 	held, err := queries.RenewLeases(sctx, a.conn, dbsqlc.RenewLeasesParams{Ttl: interval(a.ttl), Projection: a.p.Name, Generation: a.gen, WorkerID: a.id})
 	if err != nil {
 		return fmt.Errorf("renew leases: %w", err)

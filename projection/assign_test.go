@@ -103,3 +103,44 @@ func TestAutoAssignHandOver(t *testing.T) {
 		t.Fatalf("events of %d partitions applied, want 4", n)
 	}
 }
+
+// A change of the partition count stops auto workers as it stops static ones, with a
+// LayoutChangedError; started again with the new count, they share the new layout.
+func TestAutoAssignLayoutChange(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, pool := newReadModelDB(t)
+	p := projection.Projection{Name: "rm", Partitioned: true, Handler: readModelHandler(nil)}
+	cfg := projection.Config{TotalPartitions: 2, AutoAssign: true, WorkerID: "a", PollInterval: 50 * time.Millisecond}
+	a := start(t, pool, p, cfg)
+	appendN(t, pool, "agg", 10, 2)
+	waitApplied(t, pool, time.Minute, nil)
+	if _, err := projection.Rescale(ctx, pool, "rm", 3); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-a.done:
+		a.done <- err
+		var lc *projection.LayoutChangedError
+		if !errors.As(err, &lc) || lc.To != 3 {
+			t.Fatalf("after the rescale: %v, want a LayoutChangedError to 3", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the auto worker did not stop after the layout changed")
+	}
+	cfg.TotalPartitions = 3
+	b := start(t, pool, p, cfg)
+	waitFor(t, time.Minute, "the 3 leases of the new layout held", func() bool {
+		return count(t, pool, `SELECT count(*) FROM esgen_partition_leases l JOIN esgen_projections p ON p.name = l.projection
+			AND p.generation = l.generation WHERE l.owner = 'a' AND l.expires_at > now()`) == 3
+	})
+	if n := count(t, pool, "SELECT count(*) FROM esgen_partition_leases WHERE generation = 1"); n != 0 {
+		t.Fatalf("%d leases of the old layout left", n)
+	}
+	appendN(t, pool, "late", 10, 1)
+	waitApplied(t, pool, time.Minute, nil)
+	if err := b.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	checkReadModel(t, pool)
+}
