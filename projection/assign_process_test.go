@@ -96,9 +96,10 @@ func TestAutoAssignWithProcesses(t *testing.T) {
 	if _, err := pool.Exec(ctx, leaseCheck); err != nil {
 		t.Fatal(err)
 	}
-	auto := func(name string) *proc {
-		return startWorker(t, name, withAppName(t, url, "worker-"+name), fmt.Sprintf("TOTAL_PARTITIONS=%d", total), "PARTITION_KEY=auto", "LEASE_TTL="+ttl.String(),
-			"WORKER_ID="+name, "BATCH_SIZE=20", "TESTWORKER_SLEEP=1ms")
+	auto := func(name string, extra ...string) *proc {
+		env := append([]string{fmt.Sprintf("TOTAL_PARTITIONS=%d", total), "PARTITION_KEY=auto", "LEASE_TTL=" + ttl.String(),
+			"WORKER_ID=" + name, "BATCH_SIZE=20", "TESTWORKER_SLEEP=1ms"}, extra...)
+		return startWorker(t, name, withAppName(t, url, "worker-"+name), env...)
 	}
 	wctx, stopWriters := context.WithCancel(ctx)
 	defer stopWriters()
@@ -190,7 +191,7 @@ func TestAutoAssignWithProcesses(t *testing.T) {
 	progressed("after SIGKILL of a")
 
 	// A fourth worker joins and gets its share.
-	d := auto("d")
+	d := auto("d", "METRICS_ADDR=127.0.0.1:0")
 	joinedAt := time.Now()
 	waitFor(t, time.Minute, "d to get its fair share (b 3, c 3, d 2)", func() bool {
 		by := owned()
@@ -233,6 +234,19 @@ func TestAutoAssignWithProcesses(t *testing.T) {
 		return len(by["c"]) == 4 && len(by["d"]) == 4
 	})
 	progressed("after c resumed")
+	// d's metrics count its claims, the failovers (c's expired leases) and what it
+	// gave back when c came back.
+	m := scrapeMetrics(t, metricsAddr(t, d))
+	claimed, _ := m.value("esgen_projection_assignments_total", "change", "claimed")
+	released, _ := m.value("esgen_projection_assignments_total", "change", "released")
+	failovers, _ := m.value("esgen_projection_failovers_total")
+	held, _ := m.value("esgen_projection_partitions_owned")
+	if claimed < 8 || released < 4 || failovers < 4 || held != 4 {
+		t.Fatalf("d's metrics: claimed %v, released %v, failovers %v, owned %v", claimed, released, failovers, held)
+	}
+	if code, body := get(t, metricsAddr(t, d)+"/readyz"); code != 200 {
+		t.Fatalf("d not ready: %s", body)
+	}
 
 	stopWriters()
 	<-writersDone
