@@ -239,7 +239,10 @@ func checkPrimary(ctx context.Context, db DBTX, name string) error {
 // never waits for a second connection while it holds one, so a smaller pool is slower
 // but cannot stall. Size the pool at twice the partitions plus one for
 // the layout and clean-up queries; with notifications on, one more dedicated
-// connection (outside the pool) listens for appends.
+// connection (outside the pool) listens for appends. With Config.AutoAssign the
+// partitions are claimed while Run runs (see [Config.AutoAssign]), and any worker may
+// end up running all of them: size the pool at twice the partition count plus two;
+// two more dedicated connections renew the leases and listen for released ones.
 func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) error {
 	cfg = cfg.WithDefaults()
 	if err := p.validate(); err != nil {
