@@ -144,3 +144,43 @@ func TestAutoAssignLayoutChange(t *testing.T) {
 	}
 	checkReadModel(t, pool)
 }
+
+// When the leases cannot be renewed for longer than the lease time (here: the workers'
+// table is locked), the worker stops its partitions at their batch boundary; once it
+// can renew again, it gives back what it held and claims its share again.
+func TestAutoAssignStopsWhenRenewalFails(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, pool := newReadModelDB(t)
+	log, buf := testLogger(t)
+	p := projection.Projection{Name: "rm", Partitioned: true, Handler: readModelHandler(nil)}
+	r := start(t, pool, p, projection.Config{TotalPartitions: 2, AutoAssign: true, WorkerID: "a", LeaseTTL: time.Second,
+		PollInterval: 50 * time.Millisecond, Logger: log})
+	held := func() int64 {
+		return count(t, pool, "SELECT count(*) FROM esgen_partition_leases WHERE owner = 'a' AND expires_at > now()")
+	}
+	waitFor(t, time.Minute, "a to hold both partitions", func() bool { return held() == 2 })
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE esgen_workers IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the partitions to stop", func() bool {
+		return strings.Count(buf.String(), `msg="partition lost"`) == 2 &&
+			strings.Count(buf.String(), "the leases could not be renewed for longer than the lease time") == 2
+	})
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "a to claim both partitions again", func() bool {
+		return strings.Count(buf.String(), `msg="partition claimed"`) == 4 && held() == 2
+	})
+	appendN(t, pool, "agg", 10, 2)
+	waitApplied(t, pool, time.Minute, nil)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	checkReadModel(t, pool)
+}
