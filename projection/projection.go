@@ -315,9 +315,13 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 		cancel(err)
 	}
 	runPartition := func(ctx context.Context, key int, fence *leaseFence) error {
+		plog := log.With("partition", key, "total_partitions", cfg.TotalPartitions)
+		if fence != nil {
+			plog = plog.With("worker", cfg.WorkerID)
+		}
 		w := &worker{
 			pool: pool, p: p, cfg: cfg, key: key, total: cfg.TotalPartitions, gen: gen, wake: wake, obs: cfg.Observer,
-			log: log.With("partition", key, "total_partitions", cfg.TotalPartitions), fence: fence,
+			log: plog, fence: fence,
 		}
 		return w.run(ctx, hardCtx)
 	}
