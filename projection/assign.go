@@ -86,18 +86,17 @@ func DefaultWorkerID() string {
 	return host + "-" + strconv.Itoa(os.Getpid())
 }
 
-// fairShare is how many of total partitions worker me runs among the live workers:
-// total divided by their number, the first total % n of them (ordered by id) one
-// more, so that the shares add up to total and differ by at most one.
+// fairShare is how many of total partitions worker me runs among the live workers,
+// listed oldest first: total divided by their number, the first total % n of them one
+// more, so that the shares add up to total and differ by at most one, and a worker
+// that joins never takes one of the larger shares from a worker already running (so
+// no partition moves more than needed). A worker not listed yet counts as the newest.
 func fairShare(total int, live []string, me string) int {
-	ids := slices.Clone(live)
-	if !slices.Contains(ids, me) {
-		ids = append(ids, me)
+	rank := slices.Index(live, me)
+	n := len(live)
+	if rank < 0 {
+		rank, n = n, n+1
 	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	rank := slices.Index(ids, me)
-	n := len(ids)
 	if rank < total%n {
 		return total/n + 1
 	}

@@ -20,37 +20,37 @@ import (
 )
 
 // The shares of any set of live workers add up to the partition count and differ by
-// at most one; every worker computes the same shares from the same set, whatever its
-// order; a worker not (yet) counted still gets a share.
+// at most one, the older workers (listed first) holding the larger shares; a worker not
+// (yet) counted gets the share of the newest.
 func TestFairShareModel(t *testing.T) {
 	t.Parallel()
 	for total := 1; total <= 40; total++ {
 		for n := 1; n <= 12; n++ {
 			ids := make([]string, n)
 			for i := range ids {
-				ids[i] = fmt.Sprintf("w-%02d", (n-1-i+n/2)%n) // unsorted
+				ids[i] = fmt.Sprintf("w-%02d", (n-1-i+n/2)%n) // not sorted by id: by age
 			}
-			sum, lo, hi := 0, total, 0
+			sum, prev := 0, total+1
 			for _, id := range ids {
 				s := fairShare(total, ids, id)
-				reversed := slices.Clone(ids)
-				slices.Reverse(reversed)
-				if r := fairShare(total, reversed, id); r != s {
-					t.Fatalf("total %d, %d workers: %s gets %d or %d depending on the order", total, n, id, s, r)
+				if s > prev || s < total/n || s > total/n+1 {
+					t.Fatalf("total %d, %d workers: %s gets %d after %d", total, n, id, s, prev)
 				}
-				sum += s
-				lo, hi = min(lo, s), max(hi, s)
+				sum, prev = sum+s, s
 			}
-			if sum != total || hi-lo > 1 || lo != total/n {
-				t.Fatalf("total %d, %d workers: shares add up to %d, range %d..%d", total, n, sum, lo, hi)
+			if sum != total {
+				t.Fatalf("total %d, %d workers: shares add up to %d", total, n, sum)
+			}
+			if s := fairShare(total, ids, "new"); s != total/(n+1) {
+				t.Fatalf("total %d, %d workers: a newcomer not yet listed gets %d, want %d", total, n, s, total/(n+1))
 			}
 		}
 	}
-	if s := fairShare(8, []string{"a", "b"}, "c"); s != 2 {
-		t.Fatalf("a worker not yet counted among a, b gets %d of 8, want 2 (it counts itself)", s)
+	if s := fairShare(8, []string{"c", "a", "b"}, "c"); s != 3 {
+		t.Fatalf("the oldest of 3 gets %d of 8, want 3", s)
 	}
-	if s := fairShare(8, []string{"a", "b", "c"}, "a"); s != 3 {
-		t.Fatalf("a among a, b, c gets %d of 8, want 3", s)
+	if s := fairShare(8, []string{"c", "a", "b"}, "b"); s != 2 {
+		t.Fatalf("the newest of 3 gets %d of 8, want 2", s)
 	}
 }
 

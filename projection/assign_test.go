@@ -184,3 +184,45 @@ func TestAutoAssignStopsWhenRenewalFails(t *testing.T) {
 	}
 	checkReadModel(t, pool)
 }
+
+// An unpartitioned projection with automatic assignment runs on one worker at a time;
+// the other stands by and takes over when the first stops.
+func TestAutoAssignStandBy(t *testing.T) {
+	t.Parallel()
+	_, pool := newReadModelDB(t)
+	p := projection.Projection{Name: "rm", Handler: readModelHandler(nil)}
+	cfg := func(id string) projection.Config {
+		return projection.Config{AutoAssign: true, WorkerID: id, PollInterval: 50 * time.Millisecond}
+	}
+	holder := func() string {
+		var owner string
+		if err := pool.QueryRow(context.Background(), "SELECT coalesce(owner, '') FROM esgen_partition_leases WHERE projection = 'rm'").Scan(&owner); err != nil {
+			return ""
+		}
+		return owner
+	}
+	a := start(t, pool, p, cfg("a"))
+	waitFor(t, time.Minute, "a to hold the partition", func() bool { return holder() == "a" })
+	b := start(t, pool, p, cfg("b"))
+	waitFor(t, time.Minute, "b to register", func() bool {
+		return count(t, pool, "SELECT count(*) FROM esgen_workers WHERE worker_id = 'b'") == 1
+	})
+	appendN(t, pool, "agg", 10, 2)
+	waitApplied(t, pool, time.Minute, nil)
+	if h := holder(); h != "a" {
+		t.Fatalf("the partition moved to %q while a ran", h)
+	}
+	if err := a.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "b to take over", func() bool { return holder() == "b" })
+	appendN(t, pool, "late", 10, 1)
+	waitApplied(t, pool, time.Minute, nil)
+	if err := b.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	checkReadModel(t, pool)
+	if n := count(t, pool, "SELECT count(*) FROM rm_events WHERE partition_key <> 0 OR total_partitions <> 1"); n != 0 {
+		t.Fatalf("%d events applied outside partition 0/1", n)
+	}
+}

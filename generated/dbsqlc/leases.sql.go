@@ -262,10 +262,11 @@ func (q *Queries) ListWorkers(ctx context.Context, db DBTX, projection string) (
 const liveAutoWorkers = `-- name: LiveAutoWorkers :many
 SELECT worker_id FROM esgen_workers
 WHERE projection = $1::text AND mode = 'auto' AND expires_at > now()
-ORDER BY worker_id
+ORDER BY started_at, worker_id
 `
 
-// The live auto workers of a projection, by id: the fair share is computed from them.
+// The live auto workers of a projection, oldest first: the fair share is computed
+// from them.
 func (q *Queries) LiveAutoWorkers(ctx context.Context, db DBTX, projection string) ([]string, error) {
 	rows, err := db.Query(ctx, liveAutoWorkers, projection)
 	if err != nil {

@@ -25,10 +25,11 @@ UPDATE esgen_workers SET heartbeat_at = now(), expires_at = now() + @ttl::interv
 WHERE projection = @projection::text AND worker_id = @worker_id::text;
 
 -- name: LiveAutoWorkers :many
--- The live auto workers of a projection, by id: the fair share is computed from them.
+-- The live auto workers of a projection, oldest first: the fair share is computed
+-- from them.
 SELECT worker_id FROM esgen_workers
 WHERE projection = @projection::text AND mode = 'auto' AND expires_at > now()
-ORDER BY worker_id;
+ORDER BY started_at, worker_id;
 
 -- name: DeleteWorker :exec
 DELETE FROM esgen_workers WHERE projection = @projection::text AND worker_id = @worker_id::text;
