@@ -237,14 +237,16 @@ func TestAutoAssignWithProcesses(t *testing.T) {
 	})
 	progressed("after c resumed")
 	// d's metrics count its claims, the failovers (c's expired leases) and what it
-	// gave back when c came back.
+	// gave back when c came back (released, or lost to c when d's own renewal came too
+	// late on a loaded machine).
 	m := scrapeMetrics(t, metricsAddr(t, d))
 	claimed, _ := m.value("esgen_projection_assignments_total", "change", "claimed")
 	released, _ := m.value("esgen_projection_assignments_total", "change", "released")
+	lostByD, _ := m.value("esgen_projection_assignments_total", "change", "lost")
 	failovers, _ := m.value("esgen_projection_failovers_total")
 	held, _ := m.value("esgen_projection_partitions_owned")
-	if claimed < 8 || released < 4 || failovers < 4 || held != 4 {
-		t.Fatalf("d's metrics: claimed %v, released %v, failovers %v, owned %v", claimed, released, failovers, held)
+	if claimed < 8 || released+lostByD < 4 || claimed-released-lostByD != 4 || failovers < 4 || held != 4 {
+		t.Fatalf("d's metrics: claimed %v, released %v, lost %v, failovers %v, owned %v; d lost %v", claimed, released, lostByD, failovers, held, d.logLines("partition lost"))
 	}
 	if code, body := get(t, metricsAddr(t, d)+"/readyz"); code != 200 {
 		t.Fatalf("d not ready: %s", body)
