@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/esgen-dev/esgen/eventstore"
 	"github.com/esgen-dev/esgen/projection"
 )
 
@@ -224,5 +227,51 @@ func TestAutoAssignStandBy(t *testing.T) {
 	checkReadModel(t, pool)
 	if n := count(t, pool, "SELECT count(*) FROM rm_events WHERE partition_key <> 0 OR total_partitions <> 1"); n != 0 {
 		t.Fatalf("%d events applied outside partition 0/1", n)
+	}
+}
+
+// With automatic assignment, a partition whose handler fails past its retries stays
+// stopped with its worker (it does not end Run, so it does not move from worker to
+// worker); the other partitions go on, and it goes on once the event is skipped.
+func TestAutoAssignPoisonEventStaysWithItsWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, pool := newReadModelDB(t)
+	appendN(t, pool, "agg", 20, 2)
+	var poison uuid.UUID
+	if err := pool.QueryRow(ctx, `SELECT event_id FROM esgen_events WHERE partition_hash % 2 = 0 ORDER BY transaction_id, global_position OFFSET 3 LIMIT 1`).Scan(&poison); err != nil {
+		t.Fatal(err)
+	}
+	p := projection.Projection{Name: "rm", Partitioned: true, Handler: readModelHandler(func(ev *eventstore.Event) error {
+		if ev.EventID == poison {
+			return errors.New("poison")
+		}
+		return nil
+	})}
+	r := start(t, pool, p, projection.Config{TotalPartitions: 2, AutoAssign: true, WorkerID: "a", MaxRetries: 1,
+		RetryBackoff: time.Millisecond, PollInterval: 50 * time.Millisecond})
+	waitFor(t, time.Minute, "partition 1 to apply all its events", func() bool {
+		return count(t, pool, "SELECT count(*) FROM rm_events WHERE partition_key = 1") ==
+			count(t, pool, "SELECT count(*) FROM esgen_events WHERE partition_hash % 2 = 1")
+	})
+	waitFor(t, time.Minute, "partition 0 to stop before the poison event", func() bool {
+		return count(t, pool, "SELECT count(*) FROM rm_events WHERE partition_key = 0") == 3
+	})
+	select {
+	case err := <-r.done:
+		t.Fatalf("Run ended on the poison event: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if n := count(t, pool, "SELECT count(*) FROM esgen_partition_leases WHERE owner = 'a' AND expires_at > now()"); n != 2 {
+		t.Fatalf("the worker holds %d leases, want both (the stopped one stays with it)", n)
+	}
+	if _, err := projection.Skip(ctx, pool, projection.SkipRequest{Projection: "rm", EventID: poison, Reason: "test", By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "partition 0 to go on past the skipped event", func() bool {
+		return count(t, pool, "SELECT count(*) FROM rm_events") == count(t, pool, "SELECT count(*) FROM esgen_events")-1
+	})
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
 	}
 }

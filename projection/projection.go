@@ -87,7 +87,9 @@ type Config struct {
 	// fair share, takes over the partitions of a worker that died once its lease
 	// expired, and hands its own over when it stops. Partitions must be empty. Workers
 	// with static Partitions and auto-assigned ones are never mixed on a projection
-	// ([*AssignmentConflictError]).
+	// ([*AssignmentConflictError]). A partition whose handler fails on an event past
+	// its retries stays stopped with its worker, as with KeepStopped, instead of
+	// ending Run: it would otherwise move from worker to worker, failing on each.
 	AutoAssign bool
 	// LeaseTTL is the lease time of auto-assigned partitions (default
 	// DefaultLeaseTTL): a worker that stops renewing (it died, lost the network, was
@@ -252,6 +254,9 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 		return fmt.Errorf("projection %s: %w", p.Name, err)
 	}
 	log := cfg.Logger.With("projection", p.Name)
+	if cfg.AutoAssign {
+		cfg.KeepStopped = true
+	}
 
 	var (
 		gen        int64

@@ -45,7 +45,10 @@ import (
 // --total-partitions partitions through leases in PostgreSQL (no other service): each
 // runs a fair share, the partitions of a worker that dies move to the others once its
 // lease expires, a worker that stops hands its partitions over after its batch, and a
-// worker that joins gets its share within seconds (see docs/operations.md). Workers
+// worker that joins gets its share within seconds (see docs/operations.md). A
+// partition whose handler fails past its retries stays stopped with its worker (the
+// others go on) until its event is skipped with esgen skip, as with --metrics-addr,
+// instead of ending the process (it would move from worker to worker). Workers
 // with static keys and auto workers are not mixed on one projection: such a start is
 // refused (exit code 2).
 //
