@@ -23,14 +23,15 @@ import (
 
 // Scenario groups, in the order they run and print.
 const (
-	GroupAppend  = "append"
-	GroupCatchUp = "catch-up"
-	GroupLatency = "latency"
-	GroupGap     = "gap-safety"
+	GroupAppend   = "append"
+	GroupCatchUp  = "catch-up"
+	GroupLatency  = "latency"
+	GroupGap      = "gap-safety"
+	GroupFailover = "failover"
 )
 
 // Groups lists every scenario group.
-var Groups = []string{GroupAppend, GroupCatchUp, GroupLatency, GroupGap}
+var Groups = []string{GroupAppend, GroupCatchUp, GroupLatency, GroupGap, GroupFailover}
 
 // Default and quick sizes.
 const (
@@ -160,6 +161,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{GroupCatchUp, r.catchUpGroup},
 		{GroupLatency, r.latencyGroup},
 		{GroupGap, r.gapGroup},
+		{GroupFailover, r.failoverGroup},
 	}
 	for _, s := range steps {
 		if !cfg.runs(s.group) {
