@@ -2,6 +2,7 @@ package examples_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -318,4 +319,106 @@ func kinds(m map[string][]manifest) string {
 	}
 	slices.Sort(out)
 	return strings.Join(out, ", ")
+}
+
+// leaseHolders returns the number of live leases of the balances projection per
+// holder.
+func leaseHolders(ctx context.Context, r *runner) (map[string]int, error) {
+	rows, err := r.pool.Query(ctx, `SELECT l.owner, count(*) FROM esgen_partition_leases l
+		JOIN esgen_projections p ON p.name = l.projection AND p.generation = l.generation
+		WHERE l.projection = 'balances' AND l.owner IS NOT NULL AND l.expires_at > now() GROUP BY l.owner`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var owner string
+		var n int
+		if err := rows.Scan(&owner, &n); err != nil {
+			return nil, err
+		}
+		out[owner] = n
+	}
+	return out, rows.Err()
+}
+
+// sharedBy holds when every event is handled and the 8 partitions are held by exactly
+// the given replicas, each with a fair share.
+func sharedBy(replicas ...string) check {
+	return func(ctx context.Context, r *runner) error {
+		if err := handledCaughtUp(ctx, r); err != nil {
+			return err
+		}
+		holders, err := leaseHolders(ctx, r)
+		if err != nil {
+			return err
+		}
+		total := 0
+		for _, n := range holders {
+			total += n
+		}
+		lo, hi := 8/len(replicas), (8+len(replicas)-1)/len(replicas)
+		for _, name := range replicas {
+			if n := holders[name]; n < lo || n > hi {
+				return fmt.Errorf("leases %v: want %v holding %d..%d of 8 each", holders, replicas, lo, hi)
+			}
+		}
+		if len(holders) != len(replicas) || total != 8 {
+			return fmt.Errorf("leases %v: want exactly %v holding the 8 partitions", holders, replicas)
+		}
+		return nil
+	}
+}
+
+// statusShows checks the output of esgen status: a row per partition 0/8…7/8, each
+// held by one of the given replicas, each of which holds one.
+func statusShows(replicas ...string) check {
+	return func(ctx context.Context, r *runner) error {
+		out := r.lastOutput()
+		seen := map[string]bool{}
+		for k := range 8 {
+			m := regexp.MustCompile(fmt.Sprintf(`(?m)^\s*%d/8\s.*?\s(replica-\d)\s`, k)).FindStringSubmatch(out)
+			if m == nil {
+				return fatalf("esgen status shows no holder for partition %d/8:\n%s", k, out)
+			}
+			if !slices.Contains(replicas, m[1]) {
+				return fatalf("esgen status shows partition %d/8 held by %s, want one of %v:\n%s", k, m[1], replicas, out)
+			}
+			seen[m[1]] = true
+		}
+		if len(seen) != len(replicas) || !strings.Contains(out, "LEASE EXPIRES") {
+			return fatalf("esgen status shows holders %v and no LEASE EXPIRES column, want %v:\n%s", seen, replicas, out)
+		}
+		return nil
+	}
+}
+
+// TestKubernetes runs the README's walk-through without a cluster: three replicas with
+// PARTITION_KEY=auto share the partitions, one is stopped and the others take its
+// partitions over at once; every event is handled once, by the partition of its
+// account.
+func TestKubernetes(t *testing.T) {
+	t.Parallel()
+	r := runExample(t, "kubernetes", map[string]check{
+		"shared-by-3":    sharedBy("replica-1", "replica-2", "replica-3"),
+		"status-shows-3": statusShows("replica-1", "replica-2", "replica-3"),
+		"shared-by-2":    sharedBy("replica-1", "replica-3"),
+		"status-shows-2": statusShows("replica-1", "replica-3"),
+		"handled-once": func(ctx context.Context, r *runner) error {
+			if !regexp.MustCompile(`(?m)^\s*1300\s*\|\s*1300\s*$`).MatchString(r.lastOutput()) {
+				return fatalf("psql does not show 1300 events and 1300 handled:\n%s", r.lastOutput())
+			}
+			return nil
+		},
+	})
+	if t.Failed() {
+		return
+	}
+	checkRouting(t, r)
+	checkBalances(t, r, 100, 2*(5*10-5), 7+6) // the append program twice: opened once, then deposits and a withdrawal each time
+	// The stopped replica released its partitions (it did not leave them to expire).
+	if log := r.logOf("replica-2"); !strings.Contains(log, "partition released") {
+		t.Errorf("replica-2 did not log that it released its partitions:\n%s", log)
+	}
 }
