@@ -129,6 +129,21 @@
 // by the next Run, which calls [Projection.Reset] in the transaction that creates the
 // checkpoints at the start of the stream.
 //
+// # Automatic assignment
+//
+// With Config.AutoAssign, the workers of a projection share its partitions through
+// leases in PostgreSQL (assign.go): each registers with a heartbeat, claims a fair share
+// of the layout's leases (free ones, then expired ones) and renews them on a dedicated
+// connection; a dead worker's partitions are claimed by the others once its leases
+// expire, a stopping worker releases its own after its batch, a worker over its share
+// releases the surplus at a batch boundary. Every claim increments the lease's token,
+// and a batch commits only while its worker holds the lease with the token it claimed
+// (checked and locked in the batch's transaction right before the checkpoint moves),
+// besides the checkpoint's compare-and-set, which stays the final fence. Static and
+// auto workers are not mixed on a projection ([*AssignmentConflictError]); a layout
+// change stops auto workers like static ones. The changes are reported to an Observer
+// that implements [AssignmentObserver].
+//
 // # Running
 //
 // [Run] runs partitions of a projection in the calling process. The whole main of a
@@ -138,7 +153,7 @@
 //
 // # What the package holds
 //
-// The runtime API and the batch loop: layouts and checkpoints (sql/queries), the batch
+// The runtime API and the batch loop: layouts, checkpoints and leases (sql/queries), the batch
 // read (its statement is rendered by internal/readsql, its rows decoded by
 // eventstore.ScanBatch), handling, retries and fencing. Listening for appends is
 // internal/notify. It must not know processes (flags, environment, signals, exit codes:

@@ -101,3 +101,52 @@ type nopObserver struct{}
 func (nopObserver) PartitionState(Partition, StateChange)    {}
 func (nopObserver) Batch(Partition, int, int, time.Duration) {}
 func (nopObserver) Lag(Partition, Lag)                       {}
+
+// AssignmentKind is what happened to an auto-assigned partition's lease.
+type AssignmentKind int
+
+const (
+	// AssignClaimed: the worker claimed the partition (a free lease, or an expired one:
+	// then AssignmentChange.PreviousOwner names the worker that held it).
+	AssignClaimed AssignmentKind = iota
+	// AssignReleased: the worker gave the partition back after its batch (it stops, or
+	// it ran more than its fair share).
+	AssignReleased
+	// AssignLost: another worker claimed the partition after this worker's lease
+	// expired, or the lease could not be renewed in time; the partition stopped at its
+	// batch boundary (a batch in hand was rolled back).
+	AssignLost
+)
+
+func (k AssignmentKind) String() string {
+	switch k {
+	case AssignClaimed:
+		return "claimed"
+	case AssignReleased:
+		return "released"
+	case AssignLost:
+		return "lost"
+	}
+	return "unknown"
+}
+
+// AssignmentChange is a change of an auto-assigned partition's owner, as seen by the
+// worker it concerns.
+type AssignmentChange struct {
+	Kind   AssignmentKind
+	Worker string // this worker's id
+	// PreviousOwner, with AssignClaimed, is the worker whose lease had expired ("": the
+	// lease was free): a failover.
+	PreviousOwner string
+	Epoch         int64  // the lease's fencing token
+	Reason        string // why it was released or lost
+}
+
+// AssignmentObserver is an [Observer] that also receives the assignment changes of
+// auto-assigned partitions ([Config.AutoAssign]); [Run] calls Assignment when the
+// Observer has it. A claimed partition is reported before its first state, a released
+// or lost one after its last.
+type AssignmentObserver interface {
+	Observer
+	Assignment(p Partition, c AssignmentChange)
+}

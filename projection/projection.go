@@ -80,8 +80,24 @@ const (
 // Config tunes [Run]. The zero value runs partition 0 of 1 with the defaults.
 type Config struct {
 	// Partitions are the partition keys this process runs, each in its own goroutine
-	// with its own checkpoint. Empty: every key of TotalPartitions.
+	// with its own checkpoint. Empty: every key of TotalPartitions (unless AutoAssign).
 	Partitions []int
+	// AutoAssign shares the TotalPartitions partitions among the workers started with
+	// it, through leases in PostgreSQL (see the package documentation): each takes a
+	// fair share, takes over the partitions of a worker that died once its lease
+	// expired, and hands its own over when it stops. Partitions must be empty. Workers
+	// with static Partitions and auto-assigned ones are never mixed on a projection
+	// ([*AssignmentConflictError]).
+	AutoAssign bool
+	// LeaseTTL is the lease time of auto-assigned partitions (default
+	// DefaultLeaseTTL): a worker that stops renewing (it died, lost the network, was
+	// paused) loses its partitions after it. A registered static worker counts as gone
+	// after it too.
+	LeaseTTL time.Duration
+	// WorkerID names this worker in the leases and registrations (default
+	// DefaultWorkerID: host name and process id). It must be unique among the
+	// projection's running workers.
+	WorkerID string
 	// TotalPartitions is the partition count (0 means 1: unpartitioned), at most
 	// MaxPartitions. When it differs from the projection's current count, Run refuses
 	// to start with a [*CountMismatchError], unless Rescale is set.
@@ -125,6 +141,7 @@ type Config struct {
 	Logger *slog.Logger
 
 	onLayoutChange func(LayoutChange) // test hook
+	skipLeaseCheck bool               // test hook: batches do not check their lease
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -146,7 +163,11 @@ func (c Config) WithDefaults() Config {
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
-	if len(c.Partitions) == 0 {
+	c.LeaseTTL = cmp.Or(c.LeaseTTL, DefaultLeaseTTL)
+	if c.WorkerID == "" {
+		c.WorkerID = DefaultWorkerID()
+	}
+	if len(c.Partitions) == 0 && !c.AutoAssign {
 		c.Partitions = make([]int, c.TotalPartitions)
 		for i := range c.Partitions {
 			c.Partitions[i] = i
@@ -161,6 +182,12 @@ func (c Config) validate(p Projection) error {
 	}
 	if !p.Partitioned && c.TotalPartitions > 1 {
 		return fmt.Errorf("projection %s is not partitioned: it runs with 1 partition, not %d", p.Name, c.TotalPartitions)
+	}
+	if c.AutoAssign && len(c.Partitions) > 0 {
+		return fmt.Errorf("partition keys %v are given with automatic assignment: give either", c.Partitions)
+	}
+	if c.LeaseTTL < 0 {
+		return fmt.Errorf("lease time must not be negative, got %s", c.LeaseTTL)
 	}
 	seen := map[int]bool{}
 	for _, k := range c.Partitions {
@@ -212,7 +239,10 @@ func checkPrimary(ctx context.Context, db DBTX, name string) error {
 // never waits for a second connection while it holds one, so a smaller pool is slower
 // but cannot stall. Size the pool at twice the partitions plus one for
 // the layout and clean-up queries; with notifications on, one more dedicated
-// connection (outside the pool) listens for appends.
+// connection (outside the pool) listens for appends. With Config.AutoAssign the
+// partitions are claimed while Run runs (see [Config.AutoAssign]), and any worker may
+// end up running all of them: size the pool at twice the partition count plus two;
+// two more dedicated connections renew the leases and listen for released ones.
 func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) error {
 	cfg = cfg.WithDefaults()
 	if err := p.validate(); err != nil {
@@ -223,7 +253,10 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 	}
 	log := cfg.Logger.With("projection", p.Name)
 
-	var gen int64
+	var (
+		gen        int64
+		registered bool // a static worker's registration, renewed while it runs
+	)
 	err := retryTransient(ctx, log, cfg, p.Name, "prepare the partition layout", func() error {
 		if err := checkPrimary(ctx, pool, p.Name); err != nil {
 			return err
@@ -232,7 +265,16 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 			return err
 		}
 		var err error
-		gen, err = ensureLayout(ctx, pool, p, cfg, log)
+		if gen, err = ensureLayout(ctx, pool, p, cfg, log); err != nil {
+			return err
+		}
+		if cfg.AutoAssign {
+			if err := register(ctx, pool, p.Name, cfg.WorkerID, true, nil, cfg.LeaseTTL); err != nil {
+				return err
+			}
+			return ensureLeases(ctx, pool, p.Name, gen, cfg.TotalPartitions)
+		}
+		registered, err = registerStatic(ctx, pool, p.Name, cfg.WorkerID, cfg.Partitions, cfg.LeaseTTL)
 		return err
 	})
 	if err != nil {
@@ -264,22 +306,42 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 		errMu    sync.Mutex
 		firstErr error
 	)
-	var workers sync.WaitGroup
-	for _, key := range cfg.Partitions {
+	fail := func(err error) {
+		errMu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		errMu.Unlock()
+		cancel(err)
+	}
+	runPartition := func(ctx context.Context, key int, fence *leaseFence) error {
+		plog := log.With("partition", key, "total_partitions", cfg.TotalPartitions)
+		if fence != nil {
+			plog = plog.With("worker", cfg.WorkerID)
+		}
 		w := &worker{
 			pool: pool, p: p, cfg: cfg, key: key, total: cfg.TotalPartitions, gen: gen, wake: wake, obs: cfg.Observer,
-			log: log.With("partition", key, "total_partitions", cfg.TotalPartitions),
+			log: plog, fence: fence,
 		}
-		workers.Go(func() {
-			if err := w.run(runCtx, hardCtx); err != nil {
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = err
+		return w.run(ctx, hardCtx)
+	}
+	var workers sync.WaitGroup
+	if cfg.AutoAssign {
+		a := &assigner{pool: pool, p: p, cfg: cfg, gen: gen, total: cfg.TotalPartitions, id: cfg.WorkerID, ttl: cfg.LeaseTTL,
+			log: log, runPartition: runPartition, fail: fail, skipFence: cfg.skipLeaseCheck}
+		a.obs, _ = cfg.Observer.(AssignmentObserver)
+		workers.Go(func() { a.run(runCtx) })
+	} else {
+		if registered {
+			wg.Go(func() { heartbeatStatic(runCtx, pool, p.Name, cfg.WorkerID, cfg.LeaseTTL, log) })
+		}
+		for _, key := range cfg.Partitions {
+			workers.Go(func() {
+				if err := runPartition(runCtx, key, nil); err != nil {
+					fail(err)
 				}
-				errMu.Unlock()
-				cancel(err)
-			}
-		})
+			})
+		}
 	}
 	workers.Wait()
 	cancel(nil)

@@ -28,6 +28,7 @@ func isTransient(err error) bool {
 		case pgErr.Code[:2] == "08", // connection exception
 			pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", // admin/crash shutdown, cannot connect now
 			pgErr.Code == "40001", pgErr.Code == "40P01", // serialization failure, deadlock
+			pgErr.Code == "25P03",  // idle in transaction too long (a paused auto-assigned worker)
 			pgErr.Code[:2] == "53": // insufficient resources (too many connections, …)
 			return true
 		}

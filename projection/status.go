@@ -36,6 +36,36 @@ type ProjectionStatus struct {
 	// types whose earlier events it never handled, on purpose (history.go).
 	Rebuild      *RebuildStatus `json:"rebuild,omitempty"`
 	SkippedTypes []SkippedType  `json:"skipped_types,omitempty"`
+	// Workers are the registered workers (live ones, and dead ones until they are
+	// cleaned up): auto-assigned ones and static ones.
+	Workers []WorkerStatus `json:"workers,omitempty"`
+}
+
+// WorkerStatus is a registered worker of a projection.
+type WorkerStatus struct {
+	ID string `json:"id"`
+	// Mode is "auto" (PARTITION_KEY=auto) or "static" (Partitions are its keys).
+	Mode       string    `json:"mode"`
+	Partitions []int     `json:"partitions,omitempty"`
+	Started    time.Time `json:"started"`
+	Heartbeat  time.Time `json:"heartbeat"`
+	// Expires is when it counts as gone unless it renews its registration; Live
+	// tells whether that is still ahead (by the database's clock).
+	Expires time.Time `json:"expires"`
+	Live    bool      `json:"live"`
+}
+
+// LeaseStatus is the lease of an auto-assigned partition.
+type LeaseStatus struct {
+	Owner string `json:"owner,omitempty"` // the worker holding it ("" when free)
+	// Epoch is the fencing token: incremented by every claim.
+	Epoch int64 `json:"epoch"`
+	// Since is when the owner claimed it, Expires when it expires unless renewed.
+	Since   time.Time `json:"since,omitzero"`
+	Expires time.Time `json:"expires,omitzero"`
+	// Live: held and not expired (by the database's clock); an expired lease is
+	// claimed by the next auto worker that looks for work.
+	Live bool `json:"live"`
 }
 
 // Rescaling reports whether a change of the partition count is still being carried over.
@@ -54,6 +84,9 @@ type PartitionStatus struct {
 	Lag           int64             `json:"lag"` // committed events of this partition not handled yet (0 for retired ones)
 	LastMoved     time.Time         `json:"last_moved"`
 	Retired       bool              `json:"retired,omitempty"`
+	// Lease is the partition's lease when the projection runs with automatic
+	// assignment (nil otherwise, and for retired checkpoints).
+	Lease *LeaseStatus `json:"lease,omitempty"`
 }
 
 // Status returns the layout and partitions of one projection ([ErrNotFound] when it
@@ -127,6 +160,9 @@ func status(ctx context.Context, db DBTX, name string) ([]ProjectionStatus, erro
 		if err := historyStatus(ctx, db, &st, cps, time.Now()); err != nil {
 			return nil, err
 		}
+		if err := assignmentStatus(ctx, db, &st); err != nil {
+			return nil, err
+		}
 		out = append(out, st)
 	}
 	return out, nil
@@ -144,6 +180,37 @@ func Reset(ctx context.Context, db DBTX, name string) error {
 	}
 	if n == 0 {
 		return fmt.Errorf("projection %s: %w", name, ErrNotFound)
+	}
+	return nil
+}
+
+// assignmentStatus adds the leases of the partitions and the registered workers (none
+// on a database without migration 006).
+func assignmentStatus(ctx context.Context, db DBTX, st *ProjectionStatus) error {
+	leases, err := queries.ListLeases(ctx, db, st.Name)
+	if isUndefinedTable(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("projection %s: list leases: %w", st.Name, err)
+	}
+	byKey := map[int]*LeaseStatus{}
+	for _, l := range leases {
+		byKey[int(l.PartitionKey)] = &LeaseStatus{Owner: l.Owner, Epoch: l.Epoch, Since: l.ClaimedAt.Time, Expires: l.ExpiresAt.Time, Live: l.Live}
+	}
+	for i := range st.Partitions {
+		st.Partitions[i].Lease = byKey[st.Partitions[i].Key]
+	}
+	workers, err := queries.ListWorkers(ctx, db, st.Name)
+	if err != nil {
+		return fmt.Errorf("projection %s: list workers: %w", st.Name, err)
+	}
+	for _, w := range workers {
+		ws := WorkerStatus{ID: w.WorkerID, Mode: w.Mode, Started: w.StartedAt.Time, Heartbeat: w.HeartbeatAt.Time, Expires: w.ExpiresAt.Time, Live: w.Live}
+		for _, k := range w.PartitionKeys {
+			ws.Partitions = append(ws.Partitions, int(k))
+		}
+		st.Workers = append(st.Workers, ws)
 	}
 	return nil
 }

@@ -68,6 +68,9 @@ type worker struct {
 	wake  *notify.Broadcast
 	log   *slog.Logger
 	obs   Observer
+	// fence, for an auto-assigned partition, checks in the batch's transaction that
+	// this worker still holds the partition's lease (assign.go).
+	fence *leaseFence
 
 	indexed     bool  // esgen_events has an index on (partition_hash % total): read through it
 	processed   int64 // events handled by this worker
@@ -488,6 +491,9 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	if to.Equal(from) {
 		return 0, false, nil
 	}
+	if err := w.fence.beforeLock(ctx, tx); err != nil {
+		return 0, false, err
+	}
 	// Lock the checkpoint for the batch. If another worker moved it since it was read
 	// (or holds it now and moves it before releasing it), this batch is fenced off.
 	locked, err := queries.LockCheckpoint(ctx, tx, dbsqlc.LockCheckpointParams(key))
@@ -542,6 +548,9 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	}
 	if err := btx.flush(hctx); err != nil {
 		return 0, false, failure(len(rows)-1, err)
+	}
+	if err := w.fence.check(hardCtx, tx); err != nil {
+		return 0, false, err
 	}
 	oldTxs, oldPos := from.HoleArrays()
 	newTxs, newPos := to.HoleArrays()

@@ -24,8 +24,10 @@ import (
 // flags and the environment (flags win):
 //
 //	--database          DATABASE_URL       PostgreSQL connection URL (required)
-//	--partition-key     PARTITION_KEY      the partition(s) to run: 0, a list 0,2, or all (default 0)
+//	--partition-key     PARTITION_KEY      the partition(s) to run: 0, a list 0,2, all, or auto (default 0)
 //	--total-partitions  TOTAL_PARTITIONS   the partition count, 1..1024 (default 1)
+//	--lease-ttl         LEASE_TTL          with auto: the lease time, after which a dead worker's partitions move (default 6s)
+//	--worker-id         WORKER_ID          this worker's name in leases and esgen status (default host name and process id)
 //	--batch-size        BATCH_SIZE         events per transaction (default 500)
 //	--poll-interval     POLL_INTERVAL      longest wait for new events (default 1s)
 //	--no-notify         NO_NOTIFY=true     poll only, no LISTEN
@@ -38,6 +40,14 @@ import (
 //	--health-threshold  HEALTH_THRESHOLD   database retries or a batch this long fail /healthz (default 1m)
 //	--shutdown-timeout  SHUTDOWN_TIMEOUT   how long the batch in hand may finish after SIGTERM (default 25s)
 //	--version                              print the build's versions and exit
+//
+// With --partition-key=auto, the workers started that way share the
+// --total-partitions partitions through leases in PostgreSQL (no other service): each
+// runs a fair share, the partitions of a worker that dies move to the others once its
+// lease expires, a worker that stops hands its partitions over after its batch, and a
+// worker that joins gets its share within seconds (see docs/operations.md). Workers
+// with static keys and auto workers are not mixed on one projection: such a start is
+// refused (exit code 2).
 //
 // Boolean settings take true/false, 1/0, yes/no or on/off. A bad setting ends the
 // process with a one-line message and exit code 2, and so does a partition count that
@@ -69,7 +79,8 @@ type Deps struct {
 	// the projection's name.
 	Logger *slog.Logger
 	// Partitions are the partition keys the process runs (every key for
-	// --partition-key=all), and TotalPartitions the partition count.
+	// --partition-key=all; nil for --partition-key=auto, whose partitions are
+	// assigned while it runs), and TotalPartitions the partition count.
 	Partitions      []int
 	TotalPartitions int
 }
@@ -144,7 +155,7 @@ func runMain[H any](ctx context.Context, newProjection func(H) projection.Projec
 		return 2
 	}
 	partitions := s.cfg.Partitions
-	if partitions == nil { // --partition-key=all
+	if partitions == nil && !s.cfg.AutoAssign { // --partition-key=all
 		for k := range s.cfg.TotalPartitions {
 			partitions = append(partitions, k)
 		}
@@ -166,14 +177,23 @@ func runMain[H any](ctx context.Context, newProjection func(H) projection.Projec
 	// Two connections per partition (the batch in hand and the next one, read ahead
 	// while catching up), plus one for layout and clean-up queries.
 	pcfg.MaxConns = int32(2*len(partitions) + 1)
+	if s.cfg.AutoAssign {
+		// Any share up to every partition, and the releases of leases.
+		pcfg.MaxConns = int32(2*s.cfg.TotalPartitions + 2)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		log.Error("cannot create the connection pool", "error", err)
 		return 1
 	}
 	defer pool.Close()
-	log.Info("projector starting", "projection", p.Name, "partition_keys", s.cfg.Partitions, "total_partitions", s.cfg.TotalPartitions,
-		"version", buildinfo.Read().Version)
+	if s.cfg.AutoAssign {
+		log.Info("projector starting", "projection", p.Name, "partition_keys", "auto", "total_partitions", s.cfg.TotalPartitions,
+			"worker", s.cfg.WorkerID, "lease_ttl", s.cfg.LeaseTTL.String(), "version", buildinfo.Read().Version)
+	} else {
+		log.Info("projector starting", "projection", p.Name, "partition_keys", s.cfg.Partitions, "total_partitions", s.cfg.TotalPartitions,
+			"version", buildinfo.Read().Version)
+	}
 	deps := Deps{Projection: p.Name, Pool: pool, Logger: log.With("projection", p.Name), Partitions: partitions, TotalPartitions: s.cfg.TotalPartitions}
 	h, err := newHandlers(ctx, deps)
 	if err != nil {
@@ -183,7 +203,8 @@ func runMain[H any](ctx context.Context, newProjection func(H) projection.Projec
 	p = newProjection(h)
 	if err := projection.Run(ctx, pool, p, s.cfg); err != nil {
 		var cm *projection.CountMismatchError
-		if errors.As(err, &cm) || errors.Is(err, projection.ErrDecisionNeeded) {
+		var ac *projection.AssignmentConflictError
+		if errors.As(err, &cm) || errors.As(err, &ac) || errors.Is(err, projection.ErrDecisionNeeded) {
 			// A setting that does not fit the projection, or newly handled event types
 			// with history (rebuild it or accept the skip): nothing has changed.
 			log.Error("projector refused to start", "projection", p.Name, "error", err)
@@ -209,7 +230,9 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 		fs.SetOutput(stderr)
 	}
 	fs.String("database", "", "PostgreSQL connection URL (env DATABASE_URL)")
-	fs.String("partition-key", "", "partition key(s) to run: 0, a list 0,2, or all (env PARTITION_KEY; default 0)")
+	fs.String("partition-key", "", "partition key(s) to run: 0, a list 0,2, all, or auto to share the partitions with the other auto workers (env PARTITION_KEY; default 0)")
+	fs.String("lease-ttl", "", "with --partition-key=auto: the lease time; a worker that stops renewing loses its partitions after it (env LEASE_TTL; default 6s)")
+	fs.String("worker-id", "", "this worker's name in the partition leases and esgen status, unique per running worker (env WORKER_ID; default host name and process id)")
 	fs.String("total-partitions", "", fmt.Sprintf("partition count, 1..%d (env TOTAL_PARTITIONS; default 1)", projection.MaxPartitions))
 	fs.String("batch-size", "", "events per transaction (env BATCH_SIZE; default 500)")
 	fs.String("poll-interval", "", "longest wait for new events, e.g. 1s (env POLL_INTERVAL)")
@@ -272,9 +295,12 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 	}
 	total := s.cfg.TotalPartitions
 	if v, name, ok := get("partition-key", "PARTITION_KEY"); ok {
-		if v == "all" {
+		switch v {
+		case "all":
 			s.cfg.Partitions = nil // every key
-		} else {
+		case "auto":
+			s.cfg.AutoAssign = true
+		default:
 			for _, part := range strings.Split(v, ",") {
 				k, err := strconv.Atoi(strings.TrimSpace(part))
 				if err != nil {
@@ -295,7 +321,7 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 			}
 		}
 	} else if total > 1 {
-		return s, usageErr{fmt.Sprintf("PARTITION_KEY is not set: with TOTAL_PARTITIONS=%d set it to 0..%d (or a list like 0,1, or all)", total, total-1)}
+		return s, usageErr{fmt.Sprintf("PARTITION_KEY is not set: with TOTAL_PARTITIONS=%d set it to 0..%d (or a list like 0,1, all, or auto)", total, total-1)}
 	} else {
 		s.cfg.Partitions = []int{0}
 	}
@@ -329,6 +355,16 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 	s.cfg.ShutdownTimeout = projection.DefaultShutdownTimeout
 	if err := duration("shutdown-timeout", "SHUTDOWN_TIMEOUT", &s.cfg.ShutdownTimeout); err != nil {
 		return s, err
+	}
+	if err := duration("lease-ttl", "LEASE_TTL", &s.cfg.LeaseTTL); err != nil {
+		return s, err
+	}
+	if s.cfg.LeaseTTL == 0 {
+		s.cfg.LeaseTTL = projection.DefaultLeaseTTL
+	}
+	s.cfg.WorkerID = projection.DefaultWorkerID()
+	if v, _, ok := get("worker-id", "WORKER_ID"); ok {
+		s.cfg.WorkerID = v
 	}
 	if v, name, ok := get("max-retries", "MAX_RETRIES"); ok {
 		n, err := strconv.Atoi(v)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -162,4 +163,75 @@ func TestRunMainExitCodes(t *testing.T) {
 func runProjection(ctx context.Context, p projection.Projection, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
 	return runMain(ctx, func(projection.Handler) projection.Projection { return p },
 		func(context.Context, Deps) (projection.Handler, error) { return p.Handler, nil }, args, lookupEnv, stdout, stderr)
+}
+
+// PARTITION_KEY=auto with its lease time and worker id; the defaults.
+func TestParseSettingsAuto(t *testing.T) {
+	t.Parallel()
+	h := projection.HandlerFunc(func(context.Context, pgx.Tx, *eventstore.Event) error { return nil })
+	part := projection.Projection{Name: "p", Partitioned: true, Handler: h}
+	parse := func(args []string, env map[string]string) (settings, error) {
+		return parseSettings(part, args, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard, io.Discard)
+	}
+	s, err := parse(nil, map[string]string{"DATABASE_URL": "postgres://env", "PARTITION_KEY": "auto", "TOTAL_PARTITIONS": "8", "LEASE_TTL": "2s", "WORKER_ID": "pod-a"})
+	if err != nil || !s.cfg.AutoAssign || s.cfg.Partitions != nil || s.cfg.TotalPartitions != 8 || s.cfg.LeaseTTL != 2*time.Second || s.cfg.WorkerID != "pod-a" {
+		t.Fatalf("auto from the environment: %v %+v", err, s.cfg)
+	}
+	s, err = parse([]string{"--partition-key=auto", "--total-partitions=4", "--lease-ttl=9s", "--worker-id=w1"}, map[string]string{"DATABASE_URL": "postgres://env", "WORKER_ID": "env"})
+	if err != nil || !s.cfg.AutoAssign || s.cfg.LeaseTTL != 9*time.Second || s.cfg.WorkerID != "w1" {
+		t.Fatalf("auto from flags: %v %+v", err, s.cfg)
+	}
+	s, err = parse(nil, map[string]string{"DATABASE_URL": "postgres://env", "PARTITION_KEY": "auto", "TOTAL_PARTITIONS": "4"})
+	if err != nil || s.cfg.LeaseTTL != projection.DefaultLeaseTTL || s.cfg.WorkerID != projection.DefaultWorkerID() {
+		t.Fatalf("defaults: %v %+v", err, s.cfg)
+	}
+	// The default lease keeps a failover (lease time plus at most a second) under 10 s.
+	if projection.DefaultLeaseTTL+time.Second >= 10*time.Second {
+		t.Errorf("default lease time %s: a failover would take 10 s or more", projection.DefaultLeaseTTL)
+	}
+	if _, err := parse(nil, map[string]string{"DATABASE_URL": "postgres://env", "PARTITION_KEY": "auto", "LEASE_TTL": "forever"}); err == nil ||
+		!strings.Contains(err.Error(), "LEASE_TTL=forever is not a valid duration") {
+		t.Fatalf("bad lease time: %v", err)
+	}
+}
+
+// An auto-assigned worker's monitor follows its claims and releases: the partitions
+// it holds are checked and counted, the others not.
+func TestMonitorAssignment(t *testing.T) {
+	t.Parallel()
+	m := newMonitor("p", nil, 4, time.Minute, time.Second)
+	if ok, _ := m.ready(); !ok {
+		t.Fatal("a worker holding no partition is not ready")
+	}
+	p1 := projection.Partition{Projection: "p", Key: 1, Total: 4, Generation: 1}
+	m.Assignment(p1, projection.AssignmentChange{Kind: projection.AssignClaimed, Worker: "w", PreviousOwner: "dead", Epoch: 2})
+	if ok, problems := m.ready(); ok || len(problems) != 1 || !strings.Contains(problems[0], "partition 1 is starting") {
+		t.Fatalf("after the claim: ready %v %v", ok, problems)
+	}
+	m.PartitionState(p1, projection.StateChange{State: projection.StateRunning, Since: time.Now()})
+	if ok, _ := m.ready(); !ok {
+		t.Fatal("the claimed partition runs, not ready")
+	}
+	m.PartitionState(p1, projection.StateChange{State: projection.StateStopped, Since: time.Now()})
+	m.Assignment(p1, projection.AssignmentChange{Kind: projection.AssignReleased, Worker: "w", Epoch: 2})
+	if ok, problems := m.healthy(); !ok {
+		t.Fatalf("a released partition fails /healthz: %v", problems)
+	}
+	rec := httptest.NewRecorder()
+	m.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`esgen_projection_assignments_total{change="claimed",projection="p"} 1`,
+		`esgen_projection_assignments_total{change="released",projection="p"} 1`,
+		`esgen_projection_assignments_total{change="lost",projection="p"} 0`,
+		`esgen_projection_failovers_total{projection="p"} 1`,
+		`esgen_projection_partitions_owned{projection="p"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(body, `esgen_projection_partition_state{partition="1"`) {
+		t.Error("the released partition still has state series")
+	}
 }

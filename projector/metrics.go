@@ -33,6 +33,8 @@ type monitor struct {
 	lagEvents, lagSeconds, holes       *prometheus.GaugeVec
 	state                              *prometheus.GaugeVec
 	partitionCount, generation         *prometheus.GaugeVec
+	assignments, failovers             *prometheus.CounterVec
+	owned                              *prometheus.GaugeVec
 
 	// threshold: database retries or silence this long fail /healthz.
 	threshold, stuckAfter time.Duration
@@ -74,28 +76,70 @@ func newMonitor(name string, keys []int, total int, threshold, poll time.Duratio
 	m.state = gauge("esgen_projection_partition_state", "1 for the partition's current state (starting, running, retrying, stopped), 0 for the others.", "projection", "partition", "state")
 	m.partitionCount = gauge("esgen_projection_partitions", "The partition count of the layout this process runs.", "projection")
 	m.generation = gauge("esgen_projection_layout_generation", "The layout generation this process runs (it changes with the partition count).", "projection")
+	m.assignments = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esgen_projection_assignments_total",
+		Help: "Changes of the partitions this auto-assigned worker runs (--partition-key=auto), by change: claimed, released (after its batch: stopping, or over its fair share) or lost (another worker claimed it after the lease expired, or the lease could not be renewed)."},
+		[]string{"projection", "change"})
+	m.failovers = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "esgen_projection_failovers_total",
+		Help: "Partitions this auto-assigned worker claimed after another worker's lease expired (the other died, lost the network or was paused)."},
+		[]string{"projection"})
+	m.owned = gauge("esgen_projection_partitions_owned", "Partitions this process runs now (with --partition-key=auto: the leases it holds).", "projection")
 	info := buildinfo.Read()
 	build := gauge("esgen_build_info", "Always 1: the build of this binary, as labels.", "path", "version", "esgen_version", "revision", "modified", "go_version")
 	build.WithLabelValues(info.Path, info.Version, info.Esgen, info.Revision, strconv.FormatBool(info.Modified), info.GoVersion).Set(1)
 
 	m.reg.MustRegister(m.handled, m.skipped, m.batches, m.retries, m.batchSeconds, m.lagEvents, m.lagSeconds, m.holes,
-		m.state, m.partitionCount, m.generation, build,
+		m.state, m.partitionCount, m.generation, m.assignments, m.failovers, m.owned, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.partitionCount.WithLabelValues(name).Set(float64(total))
-	now := m.now()
-	for _, k := range keys {
-		part := projection.Partition{Projection: name, Key: k, Total: total}
-		m.parts[k] = &health{state: projection.StateChange{State: projection.StateStarting, Since: now}, seen: now}
-		m.setState(part, projection.StateStarting)
-		// Every series exists from the start, so that rate() and absent() work.
-		p := strconv.Itoa(k)
-		m.handled.WithLabelValues(name, p)
-		m.skipped.WithLabelValues(name, p)
-		m.batches.WithLabelValues(name, p)
-		m.retries.WithLabelValues(name, p, "handler")
-		m.retries.WithLabelValues(name, p, "database")
+	for _, change := range []string{"claimed", "released", "lost"} {
+		m.assignments.WithLabelValues(name, change)
 	}
+	m.failovers.WithLabelValues(name)
+	for _, k := range keys {
+		m.addPartition(projection.Partition{Projection: name, Key: k, Total: total})
+	}
+	m.owned.WithLabelValues(name).Set(float64(len(keys)))
 	return m
+}
+
+// addPartition starts the health and the series of a partition the process runs.
+func (m *monitor) addPartition(part projection.Partition) {
+	now := m.now()
+	m.parts[part.Key] = &health{state: projection.StateChange{State: projection.StateStarting, Since: now}, seen: now}
+	m.setState(part, projection.StateStarting)
+	// Every series exists from the start, so that rate() and absent() work.
+	p := strconv.Itoa(part.Key)
+	m.handled.WithLabelValues(part.Projection, p)
+	m.skipped.WithLabelValues(part.Projection, p)
+	m.batches.WithLabelValues(part.Projection, p)
+	m.retries.WithLabelValues(part.Projection, p, "handler")
+	m.retries.WithLabelValues(part.Projection, p, "database")
+}
+
+// Assignment implements projection.AssignmentObserver: an auto-assigned worker's
+// health and state series cover the partitions it holds now; the counters of a
+// partition it gave back stay (they only grow).
+func (m *monitor) Assignment(p projection.Partition, c projection.AssignmentChange) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.assignments.WithLabelValues(p.Projection, c.Kind.String()).Inc()
+	switch c.Kind {
+	case projection.AssignClaimed:
+		if c.PreviousOwner != "" {
+			m.failovers.WithLabelValues(p.Projection).Inc()
+		}
+		m.addPartition(p)
+	case projection.AssignReleased, projection.AssignLost:
+		delete(m.parts, p.Key)
+		k := strconv.Itoa(p.Key)
+		for _, st := range projection.States {
+			m.state.DeleteLabelValues(p.Projection, k, st.String())
+		}
+		m.lagEvents.DeleteLabelValues(p.Projection, k)
+		m.lagSeconds.DeleteLabelValues(p.Projection, k)
+		m.holes.DeleteLabelValues(p.Projection, k)
+	}
+	m.owned.WithLabelValues(p.Projection).Set(float64(len(m.parts)))
 }
 
 func (m *monitor) setState(p projection.Partition, s projection.State) {

@@ -24,7 +24,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 Shows, per projection: its partition count and generation, any change of the count
 still being carried over, per partition the checkpoint (transaction/position), its
 holes, events handled, lag in events behind the stream head and when the checkpoint
-last moved; the poison events skipped (esgen skip) with who, when and why; the last
+last moved, and with automatic assignment (PARTITION_KEY=auto) which worker holds it,
+since when and until when its lease runs; the registered workers; the poison events
+skipped (esgen skip) with who, when and why; the last
 rebuild (esgen rebuild) and its progress; and the event types whose earlier events
 it skipped on purpose (esgen accept-skip), with how many.`, stdout)
 	db := databaseFlag(fs)
@@ -122,11 +124,31 @@ func printStatus(w io.Writer, st projection.ProjectionStatus, now time.Time) {
 		fmt.Fprintf(w, "  changing the partition count from %d to %d since %s: %d checkpoint(s) of earlier layouts still carried over\n",
 			st.PreviousCount, st.PartitionCount, ago(st.ChangedAt, now), len(st.Retired))
 	}
+	leases := false
+	for _, p := range st.Partitions {
+		leases = leases || p.Lease != nil
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  PARTITION\tCHECKPOINT\tHOLES\tHANDLED\tLAG\tLAST MOVED\t")
+	if leases {
+		fmt.Fprintln(tw, "  PARTITION\tCHECKPOINT\tHOLES\tHANDLED\tLAG\tLAST MOVED\tHOLDER\tSINCE\tLEASE EXPIRES\t")
+	} else {
+		fmt.Fprintln(tw, "  PARTITION\tCHECKPOINT\tHOLES\tHANDLED\tLAG\tLAST MOVED\t")
+	}
 	row := func(p projection.PartitionStatus, lag string) {
-		fmt.Fprintf(tw, "  %d/%d\t%s\t%s\t%d\t%s\t%s\t\n", p.Key, p.Count, p.Checkpoint.Position, holes(p.Checkpoint),
+		fmt.Fprintf(tw, "  %d/%d\t%s\t%s\t%d\t%s\t%s\t", p.Key, p.Count, p.Checkpoint.Position, holes(p.Checkpoint),
 			p.EventsHandled, lag, ago(p.LastMoved, now))
+		if leases {
+			holder, since, expires := "-", "-", "-"
+			if l := p.Lease; l != nil && l.Owner != "" {
+				holder, since = l.Owner, ago(l.Since, now)
+				expires = until(l.Expires, now)
+				if !l.Live {
+					holder += " (expired)"
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t", holder, since, expires)
+		}
+		fmt.Fprintln(tw)
 	}
 	for _, p := range st.Partitions {
 		row(p, fmt.Sprint(p.Lag))
@@ -135,7 +157,43 @@ func printStatus(w io.Writer, st projection.ProjectionStatus, now time.Time) {
 		row(p, fmt.Sprintf("retired (generation %d)", p.Generation))
 	}
 	tw.Flush()
+	printWorkers(w, st.Workers, now)
 	printHistory(w, st, now) // rebuild.go
+}
+
+// printWorkers lists the registered workers: auto-assigned ones with how many
+// partitions they hold, static ones with their keys.
+func printWorkers(w io.Writer, workers []projection.WorkerStatus, now time.Time) {
+	if len(workers) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "  workers: %d registered\n", len(workers))
+	for _, wk := range workers {
+		state := "live, heartbeat " + ago(wk.Heartbeat, now)
+		if !wk.Live {
+			state = "gone (no heartbeat since " + ago(wk.Heartbeat, now) + ")"
+		}
+		keys := ""
+		if wk.Mode == "static" {
+			ks := make([]string, len(wk.Partitions))
+			for i, k := range wk.Partitions {
+				ks[i] = fmt.Sprint(k)
+			}
+			keys = " keys " + strings.Join(ks, ",")
+		}
+		fmt.Fprintf(w, "    %s  %s%s, started %s, %s\n", wk.ID, wk.Mode, keys, ago(wk.Started, now), state)
+	}
+}
+
+// until shows a time ahead as "… (in 4s)", or as ago when it has passed.
+func until(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	if d := t.Sub(now); d > 0 {
+		return fmt.Sprintf("%s (in %s)", t.UTC().Format(time.RFC3339), d.Round(time.Second))
+	}
+	return ago(t, now)
 }
 
 // holes says how many transactions a checkpoint passed while they were running (whose

@@ -47,6 +47,16 @@ type EsgenEvent struct {
 	CreatedAt        pgtype.Timestamptz
 }
 
+type EsgenPartitionLease struct {
+	Projection   string
+	Generation   int64
+	PartitionKey int32
+	Owner        pgtype.Text
+	Epoch        int64
+	ClaimedAt    pgtype.Timestamptz
+	ExpiresAt    pgtype.Timestamptz
+}
+
 type EsgenProjection struct {
 	Name           string
 	PartitionCount int32
@@ -85,4 +95,14 @@ type EsgenSkippedEvent struct {
 	PassedAt        pgtype.Timestamptz
 	PassedPartition pgtype.Int4
 	PassedCount     pgtype.Int4
+}
+
+type EsgenWorker struct {
+	Projection    string
+	WorkerID      string
+	Mode          string
+	PartitionKeys []int32
+	StartedAt     pgtype.Timestamptz
+	HeartbeatAt   pgtype.Timestamptz
+	ExpiresAt     pgtype.Timestamptz
 }

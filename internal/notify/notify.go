@@ -44,13 +44,15 @@ func (b *Broadcast) Broadcast() {
 	b.ch = make(chan struct{})
 }
 
-// Listener keeps one dedicated connection listening on [Channel] and broadcasts each
+// Listener keeps one dedicated connection listening on a channel ([Channel] unless set) and broadcasts each
 // notification to Wake. It reconnects with backoff; after a (re)connect it wakes
 // everyone once, as notifications may have been missed meanwhile.
 type Listener struct {
 	ConnConfig *pgx.ConnConfig
-	Log        *slog.Logger
-	Wake       *Broadcast
+	// Channel is the channel listened on (default [Channel]).
+	Channel string
+	Log     *slog.Logger
+	Wake    *Broadcast
 	// Backoff is the wait before reconnect attempt n (0-based, reset by a successful
 	// connect).
 	Backoff func(attempt int) time.Duration
@@ -96,11 +98,19 @@ func (l *Listener) listen(ctx context.Context, connected func()) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+	channel := Channel
+	if l.Channel != "" {
+		channel = l.Channel
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
 		return err
 	}
 	connected()
-	l.Log.Debug("listening for appends", "channel", Channel)
+	if channel == Channel {
+		l.Log.Debug("listening for appends", "channel", channel)
+	} else {
+		l.Log.Debug("listening", "channel", channel)
+	}
 	l.Wake.Broadcast()
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
