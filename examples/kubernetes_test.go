@@ -371,9 +371,9 @@ func sharedBy(replicas ...string) check {
 	}
 }
 
-// statusShows checks the output of esgen status: a row per partition 0/8…7/8, each
+// holdersShown checks the output of esgen status: a row per partition 0/8…7/8, each
 // held by one of the given replicas, each of which holds one.
-func statusShows(replicas ...string) check {
+func holdersShown(replicas ...string) check {
 	return func(ctx context.Context, r *runner) error {
 		out := r.lastOutput()
 		seen := map[string]bool{}
@@ -402,9 +402,9 @@ func TestKubernetes(t *testing.T) {
 	t.Parallel()
 	r := runExample(t, "kubernetes", map[string]check{
 		"shared-by-3":    sharedBy("replica-1", "replica-2", "replica-3"),
-		"status-shows-3": statusShows("replica-1", "replica-2", "replica-3"),
+		"status-shows-3": holdersShown("replica-1", "replica-2", "replica-3"),
 		"shared-by-2":    sharedBy("replica-1", "replica-3"),
-		"status-shows-2": statusShows("replica-1", "replica-3"),
+		"status-shows-2": holdersShown("replica-1", "replica-3"),
 		"handled-once": func(ctx context.Context, r *runner) error {
 			if !regexp.MustCompile(`(?m)^\s*1300\s*\|\s*1300\s*$`).MatchString(r.lastOutput()) {
 				return fatalf("psql does not show 1300 events and 1300 handled:\n%s", r.lastOutput())

@@ -188,6 +188,10 @@ type runner struct {
 
 func (r *runner) add(res Result) {
 	r.report.Results = append(r.report.Results, res)
+	if res.EventsPerSec == 0 && res.MaxMs > 0 { // times, not a rate
+		fmt.Fprintf(r.cfg.Progress, "bench: %-9s %-44s %10d times  p50 %.0f ms, max %.0f ms\n", res.Group, res.Name, res.Events, res.P50Ms, res.MaxMs)
+		return
+	}
 	fmt.Fprintf(r.cfg.Progress, "bench: %-9s %-44s %10d events %12.0f events/s\n", res.Group, res.Name, res.Events, res.EventsPerSec)
 }
 
