@@ -23,14 +23,15 @@ import (
 
 // Scenario groups, in the order they run and print.
 const (
-	GroupAppend  = "append"
-	GroupCatchUp = "catch-up"
-	GroupLatency = "latency"
-	GroupGap     = "gap-safety"
+	GroupAppend   = "append"
+	GroupCatchUp  = "catch-up"
+	GroupLatency  = "latency"
+	GroupGap      = "gap-safety"
+	GroupFailover = "failover"
 )
 
 // Groups lists every scenario group.
-var Groups = []string{GroupAppend, GroupCatchUp, GroupLatency, GroupGap}
+var Groups = []string{GroupAppend, GroupCatchUp, GroupLatency, GroupGap, GroupFailover}
 
 // Default and quick sizes.
 const (
@@ -160,6 +161,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{GroupCatchUp, r.catchUpGroup},
 		{GroupLatency, r.latencyGroup},
 		{GroupGap, r.gapGroup},
+		{GroupFailover, r.failoverGroup},
 	}
 	for _, s := range steps {
 		if !cfg.runs(s.group) {
@@ -186,6 +188,10 @@ type runner struct {
 
 func (r *runner) add(res Result) {
 	r.report.Results = append(r.report.Results, res)
+	if res.EventsPerSec == 0 && res.MaxMs > 0 { // times, not a rate
+		fmt.Fprintf(r.cfg.Progress, "bench: %-9s %-44s %10d times  p50 %.0f ms, max %.0f ms\n", res.Group, res.Name, res.Events, res.P50Ms, res.MaxMs)
+		return
+	}
 	fmt.Fprintf(r.cfg.Progress, "bench: %-9s %-44s %10d events %12.0f events/s\n", res.Group, res.Name, res.Events, res.EventsPerSec)
 }
 

@@ -21,6 +21,12 @@
 //     stream; the latency of appends made while a transaction in another database,
 //     or one that appended to the same store, stays open; and when the appending
 //     transaction's own events are handled after it commits.
+//   - Failover (automatic partition assignment, no raw row: these are times): three
+//     projector processes with PARTITION_KEY=auto on 8 partitions; one is killed with
+//     SIGKILL (or stopped with SIGTERM) and an event is appended to every partition at
+//     once: the row is the time from the signal until all of them are handled, so for
+//     SIGKILL it is about the default lease time, for SIGTERM the hand-over. A worker
+//     then joins, and the time until it holds its fair share is the rebalance row.
 //
 // Each scenario also records the CPU time of the Go side and, where the server has
 // pg_stat_statements loaded (the throw-away cluster does), the server's time by

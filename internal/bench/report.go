@@ -66,6 +66,8 @@ type Result struct {
 	PeakMemBytes uint64  `json:"peak_mem_bytes,omitempty"`
 	P50Ms        float64 `json:"p50_ms,omitempty"`
 	P99Ms        float64 `json:"p99_ms,omitempty"`
+	// MaxMs is the longest of the times measured (failover rows).
+	MaxMs float64 `json:"max_ms,omitempty"`
 	// HoldSeconds is how long the scenario kept its transaction open (gap-safety
 	// latency rows).
 	HoldSeconds float64 `json:"hold_seconds,omitempty"`

@@ -32,6 +32,7 @@ type workerResult struct {
 // returns at once otherwise. Call it first thing in main (or TestMain) of a binary
 // that runs the benchmarks.
 func RunWorkerIfRequested() {
+	runProjectorIfRequested()
 	specJSON := os.Getenv(WorkerEnv)
 	if specJSON == "" {
 		return
