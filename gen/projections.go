@@ -129,7 +129,7 @@ func projectorMain(pr *Projection, paths importPaths, constructor bool) *jen.Fil
 	f := jen.NewFile("main")
 	f.HeaderComment(generatedHeader)
 	f.HeaderComment("source: " + paths.source)
-	partitioning := "// Run several copies with PARTITION_KEY=k TOTAL_PARTITIONS=n (or the flags\n// --partition-key=k --total-partitions=n, which win; --partition-key=0,1 runs\n// several partitions in one process) to split the work."
+	partitioning := "// Run several copies with PARTITION_KEY=k TOTAL_PARTITIONS=n (or the flags\n// --partition-key=k --total-partitions=n, which win; --partition-key=0,1 runs\n// several partitions in one process) to split the work, or identical copies with\n// PARTITION_KEY=auto TOTAL_PARTITIONS=n: they share the partitions through leases in\n// the database and take over those of a copy that stops or dies."
 	if !pr.Partitioned {
 		partitioning = "// The projection is not partitioned: one worker reads the whole stream in order."
 	}

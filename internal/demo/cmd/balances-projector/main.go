@@ -6,7 +6,9 @@
 // It connects to the database named by DATABASE_URL.
 // Run several copies with PARTITION_KEY=k TOTAL_PARTITIONS=n (or the flags
 // --partition-key=k --total-partitions=n, which win; --partition-key=0,1 runs
-// several partitions in one process) to split the work.
+// several partitions in one process) to split the work, or identical copies with
+// PARTITION_KEY=auto TOTAL_PARTITIONS=n: they share the partitions through leases in
+// the database and take over those of a copy that stops or dies.
 package main
 
 import (
