@@ -811,6 +811,10 @@ func TestReadmes(t *testing.T) {
 			}
 		}
 		files, _ := filepath.Glob(filepath.Join(name, "sql", "migrations", "*.sql"))
+		if m := regexp.MustCompile(`esgen migrate -C (\.\./[\w-]+)`).FindStringSubmatch(readmeCode(steps)); len(files) == 0 && m != nil {
+			// An example that deploys another one's projection applies its migrations.
+			files, _ = filepath.Glob(filepath.Join(name, m[1], "sql", "migrations", "*.sql"))
+		}
 		if len(files) < 3 {
 			t.Errorf("%s: %d migrations; want esgen's and the read model's", name, len(files))
 		}
@@ -823,6 +827,15 @@ func TestReadmes(t *testing.T) {
 			t.Errorf("%s mentions Dock"+"er", path)
 		}
 	}
+}
+
+// readmeCode returns the shell code of every step, run or skipped.
+func readmeCode(steps []step) string {
+	var b strings.Builder
+	for _, s := range steps {
+		b.WriteString(s.code)
+	}
+	return b.String()
 }
 
 // exampleFiles returns the content of every file under dir, by path, but those in

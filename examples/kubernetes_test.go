@@ -239,9 +239,9 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 }
 
-// TestKubernetesFilesNamed checks the README's commands and the Dockerfile against
-// the tree: every file a kubectl or docker command names exists, and every package
-// the Dockerfile builds and path it copies is there.
+// TestKubernetesFilesNamed checks the README's commands and the Containerfile against
+// the tree: every file a kubectl or podman command names exists, and every package
+// the Containerfile builds and path it copies is there.
 func TestKubernetesFilesNamed(t *testing.T) {
 	t.Parallel()
 	readme, err := os.ReadFile(filepath.Join("kubernetes", "README.md"))
@@ -249,9 +249,9 @@ func TestKubernetesFilesNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	named := 0
-	for _, m := range regexp.MustCompile(`(?m)(?:kubectl [^\n]*?-f|docker build -f)\s+(\S+)`).FindAllStringSubmatch(string(readme), -1) {
+	for _, m := range regexp.MustCompile(`(?m)(?:kubectl [^\n]*?-f|podman build -f)\s+(\S+)`).FindAllStringSubmatch(string(readme), -1) {
 		named++
-		// kubectl runs in examples/kubernetes; docker build at the module's root.
+		// kubectl runs in examples/kubernetes; podman build at the module's root.
 		path := m[1]
 		if !strings.HasPrefix(path, "examples/") {
 			path = filepath.Join("kubernetes", path)
@@ -263,36 +263,36 @@ func TestKubernetesFilesNamed(t *testing.T) {
 		}
 	}
 	if named < 3 {
-		t.Errorf("README.md names %d manifests or Dockerfiles in kubectl/docker commands; want the Dockerfile, the Job and the Deployment", named)
+		t.Errorf("README.md names %d manifests or Containerfiles in kubectl/podman commands; want the Containerfile, the Job and the Deployment", named)
 	}
-	docker, err := os.ReadFile(filepath.Join("kubernetes", "Dockerfile"))
+	containerfile, err := os.ReadFile(filepath.Join("kubernetes", "Containerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var built, copied int
-	for _, m := range regexp.MustCompile(`go build [^\n]*?(\./\S+)`).FindAllStringSubmatch(string(docker), -1) {
+	for _, m := range regexp.MustCompile(`go build [^\n]*?(\./\S+)`).FindAllStringSubmatch(string(containerfile), -1) {
 		built++
 		if _, err := os.Stat(filepath.Join("..", m[1])); err != nil {
-			t.Errorf("the Dockerfile builds %s: %v", m[1], err)
+			t.Errorf("the Containerfile builds %s: %v", m[1], err)
 		}
 	}
-	for _, m := range regexp.MustCompile(`(?m)^COPY (examples/\S+)`).FindAllStringSubmatch(string(docker), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^COPY (examples/\S+)`).FindAllStringSubmatch(string(containerfile), -1) {
 		copied++
 		if _, err := os.Stat(filepath.Join("..", m[1])); err != nil {
-			t.Errorf("the Dockerfile copies %s: %v", m[1], err)
+			t.Errorf("the Containerfile copies %s: %v", m[1], err)
 		}
 	}
 	if built < 2 || copied < 2 {
-		t.Errorf("the Dockerfile builds %d packages and copies %d example paths; want the projector and esgen, the spec and the migrations", built, copied)
+		t.Errorf("the Containerfile builds %d packages and copies %d example paths; want the projector and esgen, the spec and the migrations", built, copied)
 	}
-	images := regexp.MustCompile(`(?m)^FROM \S+ AS (\S+)`).FindAllStringSubmatch(string(docker), -1)
+	images := regexp.MustCompile(`(?m)^FROM \S+ AS (\S+)`).FindAllStringSubmatch(string(containerfile), -1)
 	var stages []string
 	for _, m := range images {
 		stages = append(stages, m[1])
 	}
 	for _, want := range []string{"projector", "migrate"} {
 		if !slices.Contains(stages, want) {
-			t.Errorf("the Dockerfile has no stage %q (stages %v)", want, stages)
+			t.Errorf("the Containerfile has no stage %q (stages %v)", want, stages)
 		}
 	}
 }
