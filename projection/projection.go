@@ -67,7 +67,7 @@ func (p Projection) validate() error {
 
 // Defaults of [Config].
 const (
-	DefaultBatchSize        = 500
+	DefaultBatchSize        = 1000
 	DefaultPollInterval     = time.Second
 	DefaultMaxRetries       = 5
 	DefaultRetryBackoff     = 100 * time.Millisecond
@@ -118,6 +118,12 @@ type Config struct {
 	// ending Run: the other partitions go on, and it resumes once the event is skipped
 	// ([Skip], esgen skip). Run still returns when ctx ends or on other fatal errors.
 	KeepStopped bool
+	// NoPartitionIndex leaves the partition indexes alone: Run neither builds the
+	// index of its partition count nor drops those of counts no longer used (see
+	// [EnsurePartitionIndex]). Workers still read through one that exists. For
+	// operators who build and drop it themselves (on a very large table, at a time
+	// of their choosing); without it, each of N partitions reads the whole stream.
+	NoPartitionIndex bool
 	// Observer receives the partitions' states, batches and lag (for metrics and
 	// health checks; see package projector). Default: none.
 	Observer Observer
@@ -255,6 +261,11 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 
 	wake := notify.NewBroadcast()
 	var wg sync.WaitGroup
+	var keeper *indexKeeper
+	if !cfg.NoPartitionIndex {
+		keeper = newIndexKeeper(pool, cfg.TotalPartitions, log)
+		wg.Go(func() { keeper.run(runCtx) })
+	}
 	if !cfg.DisableNotify {
 		l := &notify.Listener{ConnConfig: pool.Config().ConnConfig, Log: log, Wake: wake,
 			Backoff: func(n int) time.Duration { return backoff(cfg.RetryBackoff, cfg.MaxRetryBackoff, n) }}
@@ -267,7 +278,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 	var workers sync.WaitGroup
 	for _, key := range cfg.Partitions {
 		w := &worker{
-			pool: pool, p: p, cfg: cfg, key: key, total: cfg.TotalPartitions, gen: gen, wake: wake, obs: cfg.Observer,
+			pool: pool, p: p, cfg: cfg, key: key, total: cfg.TotalPartitions, gen: gen, wake: wake, obs: cfg.Observer, keeper: keeper,
 			log: log.With("partition", key, "total_partitions", cfg.TotalPartitions),
 		}
 		workers.Go(func() {

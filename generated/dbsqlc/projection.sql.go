@@ -182,12 +182,15 @@ func (q *Queries) GetProjection(ctx context.Context, db DBTX, name string) (Esge
 const hasPartitionIndex = `-- name: HasPartitionIndex :one
 SELECT EXISTS (
     SELECT 1 FROM pg_catalog.pg_index i
-    WHERE i.indrelid = 'esgen_events'::regclass AND i.indisvalid
+    WHERE i.indrelid = 'esgen_events'::regclass AND i.indisvalid AND i.indisready AND i.indpred IS NULL
       AND pg_get_indexdef(i.indexrelid, 1, true) = '(partition_hash % ' || $1::integer || '::bigint)'
+      AND pg_get_indexdef(i.indexrelid, 2, true) = 'transaction_id'
+      AND pg_get_indexdef(i.indexrelid, 3, true) = 'global_position'
 )::boolean AS has_index
 `
 
-// Whether a valid index on esgen_events starts with (partition_hash % n) for this n.
+// Whether esgen_events has a usable (valid and ready) index on
+// ((partition_hash % n), transaction_id, global_position) for this n, whatever its name.
 func (q *Queries) HasPartitionIndex(ctx context.Context, db DBTX, totalPartitions int32) (bool, error) {
 	row := db.QueryRow(ctx, hasPartitionIndex, totalPartitions)
 	var has_index bool
@@ -427,6 +430,52 @@ func (q *Queries) LockProjection(ctx context.Context, db DBTX, name string) (Esg
 		&i.CreatedAt,
 	)
 	return i, err
+}
+
+const partitionCountUsed = `-- name: PartitionCountUsed :one
+SELECT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE partition_count = $1::integer)::boolean AS used
+`
+
+// Whether a layout of any projection, live or retired, has this partition count.
+func (q *Queries) PartitionCountUsed(ctx context.Context, db DBTX, partitionCount int32) (bool, error) {
+	row := db.QueryRow(ctx, partitionCountUsed, partitionCount)
+	var used bool
+	err := row.Scan(&used)
+	return used, err
+}
+
+const partitionIndexes = `-- name: PartitionIndexes :many
+SELECT c.relname::text AS name, (i.indisvalid AND i.indisready)::boolean AS usable
+FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'esgen_events'::regclass AND c.relname ~ '^esgen_events_partitions_[0-9]+$'
+ORDER BY c.relname
+`
+
+type PartitionIndexesRow struct {
+	Name   string
+	Usable bool
+}
+
+// The indexes on esgen_events named as the runtime names its partition indexes
+// (esgen_events_partitions_<count>), with whether each is usable.
+func (q *Queries) PartitionIndexes(ctx context.Context, db DBTX) ([]PartitionIndexesRow, error) {
+	rows, err := db.Query(ctx, partitionIndexes)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []PartitionIndexesRow
+	for rows.Next() {
+		var i PartitionIndexesRow
+		if err := rows.Scan(&i.Name, &i.Usable); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const retireLayout = `-- name: RetireLayout :execrows

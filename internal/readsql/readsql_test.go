@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/esgen-dev/esgen/eventstore"
@@ -102,6 +104,11 @@ func TestStatementsAgree(t *testing.T) {
 		return e.PartitionHash%2 == 1 && !handledByRetired(e) && !retired[1].Position.Less(e.Position)
 	}) {
 		t.Fatal("no event of retired partition 1 is in a hole: the test does not check holes of retired checkpoints")
+	}
+	// Reads with the count as numbers go through the partition index (as the runtime
+	// reads when it exists), hole rows included.
+	if _, err := pool.Exec(ctx, `CREATE INDEX esgen_events_partitions_3 ON esgen_events ((partition_hash % 3), transaction_id, global_position)`); err != nil {
+		t.Fatal(err)
 	}
 	for _, types := range [][]string{nil, {"T1"}} {
 		for _, total := range []int{1, 3} {
@@ -245,6 +252,83 @@ func TestGapSafeReadLeavesOutWhatItDoesNotNeed(t *testing.T) {
 			}
 			if got := b.Snapshot().Head; got != wantHead {
 				t.Errorf("%s: head %s, want %s", name, got, wantHead)
+			}
+		}
+	}
+}
+
+// With the partition index of its count, a partition read runs on that index, with
+// the partition and the cursor as its range, in every plan PostgreSQL may choose for
+// the prepared statement (custom, with the values, and generic, without): it reads
+// only the partition's rows. Without statistics on the index's expression (a fresh
+// index) as with them.
+func TestPartitionReadPlansUseThePartitionIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `INSERT INTO esgen_events (event_id, aggregate_type, aggregate_id, aggregate_version,
+		event_type, event_version, partition_hash, payload, metadata)
+		SELECT gen_random_uuid(), 'A', 'a' || (g % 5000), g / 5000 + 1, 'T', 1, hashtext('a' || (g % 5000))::bigint & 4294967295, '{}', '{}'
+		FROM generate_series(0, 49999) g`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "ANALYZE esgen_events"); err != nil {
+		t.Fatal(err)
+	}
+	var mid pgtype.Uint64
+	var midPos int64
+	if err := conn.QueryRow(ctx, `SELECT transaction_id, global_position FROM esgen_events
+		ORDER BY transaction_id, global_position OFFSET 40000 LIMIT 1`).Scan(&mid, &midPos); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE INDEX esgen_events_partitions_4 ON esgen_events ((partition_hash % 4), transaction_id, global_position)"); err != nil {
+		t.Fatal(err)
+	}
+	for _, analyzed := range []bool{false, true} {
+		if analyzed {
+			if _, err := conn.Exec(ctx, "ANALYZE esgen_events"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+			for _, at := range []eventstore.Position{{}, {TransactionID: mid.Uint64, GlobalPosition: midPos}} {
+				st := readsql.ReadPartition(readsql.PartitionRead{
+					Filter: readsql.Filter{AfterTransactionID: at.TransactionID, AfterPosition: at.GlobalPosition, TotalPartitions: 4, PartitionKey: 1},
+					Limit:  1000, Projection: "p", Literal: true,
+				})
+				if _, err := conn.Exec(ctx, "SET plan_cache_mode = "+mode); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := conn.Exec(ctx, "DEALLOCATE ALL"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := conn.Exec(ctx, "PREPARE r AS "+st.SQL, pgx.QueryExecModeSimpleProtocol); err != nil {
+					t.Fatal(err)
+				}
+				var plan strings.Builder
+				rows, err := conn.Query(ctx, fmt.Sprintf("EXPLAIN EXECUTE r('%d', %d)", at.TransactionID, at.GlobalPosition), pgx.QueryExecModeSimpleProtocol)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for rows.Next() {
+					var line string
+					if err := rows.Scan(&line); err != nil {
+						t.Fatal(err)
+					}
+					plan.WriteString(line + "\n")
+				}
+				if rows.Err() != nil {
+					t.Fatal(rows.Err())
+				}
+				p := plan.String()
+				if !strings.Contains(p, "Index Scan using esgen_events_partitions_4") || strings.Contains(p, "Sort") ||
+					strings.Contains(p, "esgen_events_commit_order") || strings.Contains(p, "Seq Scan on esgen_events") {
+					t.Errorf("analyzed %t, %s, after %s: the read does not run on the partition index:\n%s", analyzed, mode, at, p)
+				}
 			}
 		}
 	}
