@@ -69,11 +69,11 @@ type worker struct {
 	log   *slog.Logger
 	obs   Observer
 
-	indexed     bool  // esgen_events has an index on (partition_hash % total): read through it
+	indexed     bool // esgen_events has an index on (partition_hash % total): read through it
 	indexCheck  time.Time
 	keeper      *indexKeeper // nil with Config.NoPartitionIndex
-	processed   int64 // events handled by this worker
-	skipRetired bool  // retired layouts exist: filter out what they handled
+	processed   int64        // events handled by this worker
+	skipRetired bool         // retired layouts exist: filter out what they handled
 	lastIdle    time.Time
 
 	retiredHigh eventstore.Position // the latest retired checkpoint, with skipRetired
