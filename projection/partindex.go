@@ -20,8 +20,8 @@ import (
 //
 // Run keeps it (unless Config.NoPartitionIndex): it builds the index of its count when
 // the count is above 1 and no usable one exists, and drops the indexes of counts that
-// no layout of any projection has any more (after the retired layouts of a count
-// change are deleted). Both run CONCURRENTLY, outside any transaction, so appends and
+// projections used and no layout of any projection has any more (after the retired
+// layouts of a count change are deleted). Both run CONCURRENTLY, outside any transaction, so appends and
 // reads go on meanwhile, one maintainer at a time on the server (a session advisory
 // lock); an index left invalid by a build that was cancelled or killed is dropped and
 // built again. Workers read through the index once it is usable (they look every
@@ -61,8 +61,10 @@ func EnsurePartitionIndex(ctx context.Context, pool *pgxpool.Pool, count int) (b
 }
 
 // DropUnusedPartitionIndexes drops, concurrently, the partition indexes
-// (esgen_events_partitions_<n>) of counts that no layout of any projection has, live or
-// retired. It returns the names it dropped.
+// (esgen_events_partitions_<n>) of counts that projections used and that no layout of
+// any projection has any more, live or retired (an index for a count that no
+// projection used yet is kept: it may be built ahead of a change of the count). It
+// returns the names it dropped.
 func DropUnusedPartitionIndexes(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 	var dropped []string
 	err := withPartitionIndexLock(ctx, pool, func(conn DBTX) error {
@@ -139,12 +141,14 @@ func dropUnusedPartitionIndexes(ctx context.Context, conn DBTX) ([]string, error
 		if err != nil {
 			continue
 		}
-		used, err := queries.PartitionCountUsed(ctx, conn, int32(n))
+		gone, err := queries.PartitionCountGone(ctx, conn, int32(n))
 		if err != nil {
 			return dropped, fmt.Errorf("partition index %s: look up its count: %w", i.Name, err)
 		}
-		if used {
-			continue // an unfinished one is replaced by the next build for its count
+		if !gone {
+			// In use (an unfinished one is replaced by the next build), or built for
+			// a count not used yet (by an operator, before starting its workers).
+			continue
 		}
 		if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+i.Name); err != nil {
 			return dropped, fmt.Errorf("partition index %s: drop: %w", i.Name, err)

@@ -432,16 +432,18 @@ func (q *Queries) LockProjection(ctx context.Context, db DBTX, name string) (Esg
 	return i, err
 }
 
-const partitionCountUsed = `-- name: PartitionCountUsed :one
-SELECT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE partition_count = $1::integer)::boolean AS used
+const partitionCountGone = `-- name: PartitionCountGone :one
+SELECT (NOT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE partition_count = $1::integer)
+    AND EXISTS (SELECT 1 FROM esgen_projections WHERE $1::integer = ANY (counts_used)))::boolean AS gone
 `
 
-// Whether a layout of any projection, live or retired, has this partition count.
-func (q *Queries) PartitionCountUsed(ctx context.Context, db DBTX, partitionCount int32) (bool, error) {
-	row := db.QueryRow(ctx, partitionCountUsed, partitionCount)
-	var used bool
-	err := row.Scan(&used)
-	return used, err
+// Whether a partition count was used by a projection (it is in its counts_used) and
+// no layout of any projection, live or retired, has it any more.
+func (q *Queries) PartitionCountGone(ctx context.Context, db DBTX, partitionCount int32) (bool, error) {
+	row := db.QueryRow(ctx, partitionCountGone, partitionCount)
+	var gone bool
+	err := row.Scan(&gone)
+	return gone, err
 }
 
 const partitionIndexes = `-- name: PartitionIndexes :many

@@ -90,9 +90,11 @@ FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid = 'esgen_events'::regclass AND c.relname ~ '^esgen_events_partitions_[0-9]+$'
 ORDER BY c.relname;
 
--- name: PartitionCountUsed :one
--- Whether a layout of any projection, live or retired, has this partition count.
-SELECT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE partition_count = @partition_count::integer)::boolean AS used;
+-- name: PartitionCountGone :one
+-- Whether a partition count was used by a projection (it is in its counts_used) and
+-- no layout of any projection, live or retired, has it any more.
+SELECT (NOT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE partition_count = @partition_count::integer)
+    AND EXISTS (SELECT 1 FROM esgen_projections WHERE @partition_count::integer = ANY (counts_used)))::boolean AS gone;
 
 -- name: LatestRetired :one
 -- The latest position of a retired checkpoint of the projection; no row when it has none.
