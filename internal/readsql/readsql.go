@@ -155,6 +155,7 @@ var pinned = [...][2]string{
 	{"enable_seqscan", "off"},
 	{"enable_bitmapscan", "off"},
 	{"enable_sort", "off"},
+	{"jit", "off"},
 }
 
 // PinPlan and UnpinPlan surround a [ReadPartition] in its transaction (sent with it,
@@ -170,7 +171,9 @@ var pinned = [...][2]string{
 // without statistics, a cursor near the end of the stream by stale statistics), it
 // prefers reading every matching row after the cursor and sorting them, on every
 // batch. With sequential scans, bitmap scans and sorts priced out, the ordered index
-// scan is the plan (the hole rows, a few, are still sorted).
+// scan is the plan (the hole rows, a few, are still sorted). The price put on the
+// sort of the hole rows would turn on JIT compilation for every execution (some
+// milliseconds): it is off for the read, which returns at most a batch.
 var PinPlan, UnpinPlan = func() (string, string) {
 	var pin, unpin []string
 	for _, s := range pinned {

@@ -326,6 +326,9 @@ func TestPartitionReadPlans(t *testing.T) {
 						strings.Contains(p, "Bitmap Heap Scan on esgen_events") || (r.Literal && strings.Contains(p, "Filter: ((partition_hash % ")) {
 						t.Errorf("%s: the read does not run on %s from the cursor:\n%s", name, index, p)
 					}
+					if strings.Contains(p, "JIT") {
+						t.Errorf("%s: the read would be compiled (JIT) on every execution:\n%s", name, p)
+					}
 					if len(r.Holes.TransactionIDs) == 0 && strings.Contains(p, "Sort") {
 						t.Errorf("%s: the read sorts:\n%s", name, p)
 					}
