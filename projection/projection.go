@@ -217,7 +217,10 @@ func checkPrimary(ctx context.Context, db DBTX, name string) error {
 // partition reads ahead only when the pool seems to have a connection to spare, and
 // never waits for a second connection while it holds one, so a smaller pool is slower
 // but cannot stall. Size the pool at twice the partitions plus one for
-// the layout and clean-up queries; with notifications on, one more dedicated
+// the layout and clean-up queries (and for the partition index, see
+// [EnsurePartitionIndex]: unless cfg.NoPartitionIndex, Run builds the index of its
+// count in the background on that connection when none is usable, and drops those of
+// counts no layout has any more); with notifications on, one more dedicated
 // connection (outside the pool) listens for appends.
 func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) error {
 	cfg = cfg.WithDefaults()
