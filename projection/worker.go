@@ -198,6 +198,17 @@ func (w *worker) checkIndex(ctx context.Context) {
 	if w.total <= 1 {
 		return
 	}
+	if w.ahead != nil {
+		// The batch read ahead holds a connection until this worker takes it: never
+		// wait long for another one (with a small pool, every connection may be
+		// held so). The look goes on at the next batch.
+		if st := w.pool.Stat(); st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {
+			return
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+	}
 	indexed, err := queries.HasPartitionIndex(ctx, w.pool, int32(w.total))
 	if err != nil || indexed == w.indexed {
 		return
