@@ -9,8 +9,10 @@
 //     and up to BatchSize events after it, gap-safely and past running transactions
 //     (eventstore.ScanBatch: the events of holes that have ended, then those after the
 //     position), filtered in SQL by partition (FNV-1a hash of the aggregate id mod the
-//     partition count) and event type; with nothing to do, roll back (an idle poll
-//     takes no transaction id);
+//     partition count; through the index of the partition count, which Run builds and
+//     drops, see [EnsurePartitionIndex], so that each partition reads only its own
+//     rows) and event type; with nothing to do, roll back (an idle poll takes no
+//     transaction id);
 //  2. lock the checkpoint row (SELECT … FOR UPDATE) and check that it has not moved
 //     since it was read; if another worker of the same partition moved it, this batch
 //     is fenced off and read again;

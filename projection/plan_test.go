@@ -47,7 +47,7 @@ func catchUp(t *testing.T, url string, total int, n int64) string {
 	done := make(chan error, 1)
 	go func() {
 		done <- projection.Run(ctx, pool, projection.Projection{Name: fmt.Sprint("p", total), Partitioned: true, Handler: h},
-			projection.Config{TotalPartitions: total, BatchSize: 100, Logger: log})
+			projection.Config{TotalPartitions: total, BatchSize: 100, NoPartitionIndex: true, Logger: log})
 	}()
 	waitFor(t, time.Minute, "the catch-up", func() bool { return handled.Load() >= n })
 	cancel()

@@ -67,7 +67,7 @@ func (p Projection) validate() error {
 
 // Defaults of [Config].
 const (
-	DefaultBatchSize        = 500
+	DefaultBatchSize        = 1000
 	DefaultPollInterval     = time.Second
 	DefaultMaxRetries       = 5
 	DefaultRetryBackoff     = 100 * time.Millisecond
@@ -136,6 +136,12 @@ type Config struct {
 	// ending Run: the other partitions go on, and it resumes once the event is skipped
 	// ([Skip], esgen skip). Run still returns when ctx ends or on other fatal errors.
 	KeepStopped bool
+	// NoPartitionIndex leaves the partition indexes alone: Run neither builds the
+	// index of its partition count nor drops those of counts no longer used (see
+	// [EnsurePartitionIndex]). Workers still read through one that exists. For
+	// operators who build and drop it themselves (on a very large table, at a time
+	// of their choosing); without it, each of N partitions reads the whole stream.
+	NoPartitionIndex bool
 	// Observer receives the partitions' states, batches and lag (for metrics and
 	// health checks; see package projector). Default: none.
 	Observer Observer
@@ -240,7 +246,10 @@ func checkPrimary(ctx context.Context, db DBTX, name string) error {
 // partition reads ahead only when the pool seems to have a connection to spare, and
 // never waits for a second connection while it holds one, so a smaller pool is slower
 // but cannot stall. Size the pool at twice the partitions plus one for
-// the layout and clean-up queries; with notifications on, one more dedicated
+// the layout and clean-up queries (and for the partition index, see
+// [EnsurePartitionIndex]: unless cfg.NoPartitionIndex, Run builds the index of its
+// count in the background on that connection when none is usable, and drops those of
+// counts no layout has any more); with notifications on, one more dedicated
 // connection (outside the pool) listens for appends. With Config.AutoAssign the
 // partitions are claimed while Run runs (see [Config.AutoAssign]), and any worker may
 // end up running all of them: size the pool at twice the partition count plus two;
@@ -302,6 +311,11 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 
 	wake := notify.NewBroadcast()
 	var wg sync.WaitGroup
+	var keeper *indexKeeper
+	if !cfg.NoPartitionIndex {
+		keeper = newIndexKeeper(pool, cfg.TotalPartitions, log)
+		wg.Go(func() { keeper.run(runCtx) })
+	}
 	if !cfg.DisableNotify {
 		l := &notify.Listener{ConnConfig: pool.Config().ConnConfig, Log: log, Wake: wake,
 			Backoff: func(n int) time.Duration { return backoff(cfg.RetryBackoff, cfg.MaxRetryBackoff, n) }}
@@ -325,7 +339,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, p Projection, cfg Config) erro
 			plog = plog.With("worker", cfg.WorkerID)
 		}
 		w := &worker{
-			pool: pool, p: p, cfg: cfg, key: key, total: cfg.TotalPartitions, gen: gen, wake: wake, obs: cfg.Observer,
+			pool: pool, p: p, cfg: cfg, key: key, total: cfg.TotalPartitions, gen: gen, wake: wake, obs: cfg.Observer, keeper: keeper,
 			log: plog, fence: fence,
 		}
 		return w.run(ctx, hardCtx)

@@ -10,10 +10,10 @@ import (
 )
 
 // read reads up to limit events of the partition after cursor from (step 1 of a
-// batch): the statement is readsql.ReadPartition (with the partition count and key
-// written into it when an index on partition_hash % count exists), the rows are
-// decoded by eventstore.ScanBatch. With head, the read also returns the head of the
-// stream, for an idle partition's checkpoint to follow.
+// batch): the statement is readsql.ReadPartition (through the partition index when it
+// exists), the rows are decoded by eventstore.ScanBatch. With head, the read also
+// returns the head of the stream, for an idle partition's checkpoint to follow. The
+// read runs with its generic plan, pinned (readsql.PinPlan).
 func (w *worker) read(ctx context.Context, tx pgx.Tx, from eventstore.Cursor, limit int, skipRetired, head bool) (eventstore.Batch, error) {
 	txs, positions := from.HoleArrays()
 	st := readsql.ReadPartition(readsql.PartitionRead{
@@ -24,9 +24,25 @@ func (w *worker) read(ctx context.Context, tx pgx.Tx, from eventstore.Cursor, li
 		Holes: readsql.Holes{TransactionIDs: txs, Positions: positions},
 		Limit: limit, Projection: w.p.Name, SkipRetired: skipRetired, Literal: w.indexed, Head: head,
 	})
-	rows, err := tx.Query(ctx, st.SQL, st.Args...)
+	var q pgx.Batch
+	q.Queue(readsql.PinPlan)
+	q.Queue(st.SQL, st.Args...)
+	q.Queue(readsql.UnpinPlan)
+	br := tx.SendBatch(ctx, &q)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return eventstore.Batch{}, err
+	}
+	rows, err := br.Query()
 	if err != nil {
 		return eventstore.Batch{}, err
 	}
-	return eventstore.ScanBatch(rows, from, limit)
+	b, err := eventstore.ScanBatch(rows, from, limit)
+	if err != nil {
+		return eventstore.Batch{}, err
+	}
+	if _, err := br.Exec(); err != nil {
+		return eventstore.Batch{}, err
+	}
+	return b, br.Close()
 }

@@ -72,9 +72,11 @@ type worker struct {
 	// this worker still holds the partition's lease (assign.go).
 	fence *leaseFence
 
-	indexed     bool  // esgen_events has an index on (partition_hash % total): read through it
-	processed   int64 // events handled by this worker
-	skipRetired bool  // retired layouts exist: filter out what they handled
+	indexed     bool // esgen_events has an index on (partition_hash % total): read through it
+	indexCheck  time.Time
+	keeper      *indexKeeper // nil with Config.NoPartitionIndex
+	processed   int64        // events handled by this worker
+	skipRetired bool         // retired layouts exist: filter out what they handled
 	lastIdle    time.Time
 
 	retiredHigh eventstore.Position // the latest retired checkpoint, with skipRetired
@@ -114,10 +116,7 @@ const dbLogInterval = 30 * time.Second
 // run processes the partition until ctx ends (nil) or it fails for good. hardCtx
 // bounds the batch in hand after ctx ended.
 func (w *worker) run(ctx, hardCtx context.Context) error {
-	if w.total > 1 {
-		// An index for this partition count lets the partition read only its own rows.
-		w.indexed, _ = queries.HasPartitionIndex(ctx, w.pool, int32(w.total))
-	}
+	w.checkIndex(ctx)
 	w.log.Info("partition started", "batch_size", w.cfg.BatchSize, "generation", w.gen, "notify", !w.cfg.DisableNotify, "partition_index", w.indexed)
 	lastReport, reported := time.Now(), int64(0)
 	defer func() {
@@ -141,6 +140,9 @@ func (w *worker) run(ctx, hardCtx context.Context) error {
 				w.log.Info("progress", attrs...)
 			}
 			lastReport, reported = time.Now(), w.processed
+		}
+		if time.Since(w.indexCheck) >= partitionIndexCheck {
+			w.checkIndex(ctx)
 		}
 		wake := w.wake.C()
 		n, full, err := w.batch(ctx, hardCtx)
@@ -189,6 +191,35 @@ func (w *worker) run(ctx, hardCtx context.Context) error {
 		t.Stop()
 	}
 	return nil
+}
+
+// checkIndex looks whether the partition index of this worker's count is usable (it
+// may be built, or dropped, while the worker runs): with it, the partition reads only
+// its own rows.
+func (w *worker) checkIndex(ctx context.Context) {
+	w.indexCheck = time.Now()
+	if w.total <= 1 {
+		return
+	}
+	if w.ahead != nil {
+		// The batch read ahead holds a connection until this worker takes it: never
+		// wait long for another one (with a small pool, every connection may be
+		// held so). The look goes on at the next batch.
+		if st := w.pool.Stat(); st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {
+			return
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+	}
+	indexed, err := queries.HasPartitionIndex(ctx, w.pool, int32(w.total))
+	if err != nil || indexed == w.indexed {
+		return
+	}
+	w.indexed = indexed
+	if w.state != StateStarting {
+		w.log.Info("partition index changed", "partition_index", indexed)
+	}
 }
 
 func (w *worker) partition() Partition {
@@ -633,6 +664,7 @@ func (w *worker) dropFinishedLayouts(ctx context.Context) {
 	}
 	if n > 0 {
 		w.log.Info("retired layout carried over completely; deleted its checkpoints", "checkpoints", n)
+		w.keeper.layoutsDeleted()
 	}
 	w.refreshRetired(ctx)
 }

@@ -28,7 +28,7 @@ import (
 //	--total-partitions  TOTAL_PARTITIONS   the partition count, 1..1024 (default 1)
 //	--lease-ttl         LEASE_TTL          with auto: the lease time, after which a dead worker's partitions move (default 6s)
 //	--worker-id         WORKER_ID          this worker's name in leases and esgen status (default host name and process id)
-//	--batch-size        BATCH_SIZE         events per transaction (default 500)
+//	--batch-size        BATCH_SIZE         events per transaction (default 1000)
 //	--poll-interval     POLL_INTERVAL      longest wait for new events (default 1s)
 //	--no-notify         NO_NOTIFY=true     poll only, no LISTEN
 //	--max-retries       MAX_RETRIES        handler retries per event before stopping (default 5)
@@ -36,6 +36,7 @@ import (
 //	--log-format        LOG_FORMAT         text or json (default text)
 //	--progress-interval PROGRESS_INTERVAL  how often a partition that handled events logs its progress (default 10s)
 //	--rescale           RESCALE=true       switch the layout to this partition count if it differs
+//	--no-partition-index NO_PARTITION_INDEX=true  neither build nor drop the partition index (projection.Config.NoPartitionIndex)
 //	--metrics-addr      METRICS_ADDR       serve /metrics, /healthz and /readyz on this address, e.g. :9090
 //	--health-threshold  HEALTH_THRESHOLD   database retries or a batch this long fail /healthz (default 1m)
 //	--shutdown-timeout  SHUTDOWN_TIMEOUT   how long the batch in hand may finish after SIGTERM (default 25s)
@@ -237,7 +238,7 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 	fs.String("lease-ttl", "", "with --partition-key=auto: the lease time; a worker that stops renewing loses its partitions after it (env LEASE_TTL; default 6s)")
 	fs.String("worker-id", "", "this worker's name in the partition leases and esgen status, unique per running worker (env WORKER_ID; default host name and process id)")
 	fs.String("total-partitions", "", fmt.Sprintf("partition count, 1..%d (env TOTAL_PARTITIONS; default 1)", projection.MaxPartitions))
-	fs.String("batch-size", "", "events per transaction (env BATCH_SIZE; default 500)")
+	fs.String("batch-size", "", "events per transaction (env BATCH_SIZE; default 1000)")
 	fs.String("poll-interval", "", "longest wait for new events, e.g. 1s (env POLL_INTERVAL)")
 	fs.String("max-retries", "", "handler retries per event before the partition stops (env MAX_RETRIES; default 5)")
 	fs.String("log-level", "", "debug, info, warn or error (env LOG_LEVEL; default info)")
@@ -247,6 +248,7 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 	fs.String("health-threshold", "", "database retries, or a batch, this long make /healthz fail (env HEALTH_THRESHOLD; default 1m)")
 	fs.String("shutdown-timeout", "", "after SIGTERM, how long the batch in hand may finish before it is rolled back (env SHUTDOWN_TIMEOUT; default 25s, below Kubernetes' 30s grace period)")
 	fs.Var(boolFlag{new(string)}, "no-notify", "poll only, do not LISTEN for appends (env NO_NOTIFY)")
+	fs.Var(boolFlag{new(string)}, "no-partition-index", "do not build the index of the partition count, nor drop those of unused counts (env NO_PARTITION_INDEX); workers still use one that exists")
 	fs.Var(boolFlag{new(string)}, "rescale", "switch the projection to --total-partitions if its count differs, on purpose (env RESCALE); without it such a worker refuses to start")
 	version := fs.Bool("version", false, "print the build's versions and exit")
 	if err := fs.Parse(args); err != nil {
@@ -400,6 +402,9 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 		return s, err
 	}
 	if s.cfg.Rescale, err = boolSetting(get("rescale", "RESCALE")); err != nil {
+		return s, err
+	}
+	if s.cfg.NoPartitionIndex, err = boolSetting(get("no-partition-index", "NO_PARTITION_INDEX")); err != nil {
 		return s, err
 	}
 	return s, nil

@@ -97,14 +97,16 @@ func TestParseSettings(t *testing.T) {
 	// Boolean settings take the usual spellings, from the environment and as flags.
 	for v, want := range map[string]bool{"1": true, "true": true, "TRUE": true, "t": true, "yes": true, "Yes": true, "on": true, "y": true,
 		"0": false, "false": false, "f": false, "no": false, "off": false, "OFF": false} {
-		env := map[string]string{"DATABASE_URL": "postgres://env", "NO_NOTIFY": v, "RESCALE": v}
+		env := map[string]string{"DATABASE_URL": "postgres://env", "NO_NOTIFY": v, "RESCALE": v, "NO_PARTITION_INDEX": v}
 		s, err := parseSettings(part, nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard, io.Discard)
-		if err != nil || s.cfg.DisableNotify != want || s.cfg.Rescale != want {
-			t.Errorf("NO_NOTIFY=RESCALE=%s: %v, notify off %v, rescale %v; want %v", v, err, s.cfg.DisableNotify, s.cfg.Rescale, want)
+		if err != nil || s.cfg.DisableNotify != want || s.cfg.Rescale != want || s.cfg.NoPartitionIndex != want {
+			t.Errorf("NO_NOTIFY=RESCALE=NO_PARTITION_INDEX=%s: %v, notify off %v, rescale %v, no partition index %v; want %v",
+				v, err, s.cfg.DisableNotify, s.cfg.Rescale, s.cfg.NoPartitionIndex, want)
 		}
-		s, err = parseSettings(part, []string{"--no-notify=" + v, "--rescale=" + v}, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard, io.Discard)
-		if err != nil || s.cfg.DisableNotify != want || s.cfg.Rescale != want {
-			t.Errorf("--no-notify=%s: %v, %v", v, err, s.cfg.DisableNotify)
+		s, err = parseSettings(part, []string{"--database=postgres://flag", "--no-notify=" + v, "--rescale=" + v, "--no-partition-index=" + v},
+			func(string) (string, bool) { return "", false }, io.Discard, io.Discard)
+		if err != nil || s.cfg.DisableNotify != want || s.cfg.Rescale != want || s.cfg.NoPartitionIndex != want {
+			t.Errorf("--no-notify=--rescale=--no-partition-index=%s: %v, %v %v %v", v, err, s.cfg.DisableNotify, s.cfg.Rescale, s.cfg.NoPartitionIndex)
 		}
 	}
 	// The other settings.

@@ -182,12 +182,15 @@ func (q *Queries) GetProjection(ctx context.Context, db DBTX, name string) (Esge
 const hasPartitionIndex = `-- name: HasPartitionIndex :one
 SELECT EXISTS (
     SELECT 1 FROM pg_catalog.pg_index i
-    WHERE i.indrelid = 'esgen_events'::regclass AND i.indisvalid
+    WHERE i.indrelid = 'esgen_events'::regclass AND i.indisvalid AND i.indisready AND i.indpred IS NULL
       AND pg_get_indexdef(i.indexrelid, 1, true) = '(partition_hash % ' || $1::integer || '::bigint)'
+      AND pg_get_indexdef(i.indexrelid, 2, true) = 'transaction_id'
+      AND pg_get_indexdef(i.indexrelid, 3, true) = 'global_position'
 )::boolean AS has_index
 `
 
-// Whether a valid index on esgen_events starts with (partition_hash % n) for this n.
+// Whether esgen_events has a usable (valid and ready) index on
+// ((partition_hash % n), transaction_id, global_position) for this n, whatever its name.
 func (q *Queries) HasPartitionIndex(ctx context.Context, db DBTX, totalPartitions int32) (bool, error) {
 	row := db.QueryRow(ctx, hasPartitionIndex, totalPartitions)
 	var has_index bool
@@ -427,6 +430,54 @@ func (q *Queries) LockProjection(ctx context.Context, db DBTX, name string) (Esg
 		&i.CreatedAt,
 	)
 	return i, err
+}
+
+const partitionCountGone = `-- name: PartitionCountGone :one
+SELECT (NOT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE partition_count = $1::integer)
+    AND EXISTS (SELECT 1 FROM esgen_projections WHERE $1::integer = ANY (counts_used)))::boolean AS gone
+`
+
+// Whether a partition count was used by a projection (it is in its counts_used) and
+// no layout of any projection, live or retired, has it any more.
+func (q *Queries) PartitionCountGone(ctx context.Context, db DBTX, partitionCount int32) (bool, error) {
+	row := db.QueryRow(ctx, partitionCountGone, partitionCount)
+	var gone bool
+	err := row.Scan(&gone)
+	return gone, err
+}
+
+const partitionIndexes = `-- name: PartitionIndexes :many
+SELECT c.relname::text AS name, (i.indisvalid AND i.indisready)::boolean AS usable
+FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'esgen_events'::regclass AND c.relname ~ '^esgen_events_partitions_[0-9]+$'
+ORDER BY c.relname
+`
+
+type PartitionIndexesRow struct {
+	Name   string
+	Usable bool
+}
+
+// The indexes on esgen_events named as the runtime names its partition indexes
+// (esgen_events_partitions_<count>), with whether each is usable.
+func (q *Queries) PartitionIndexes(ctx context.Context, db DBTX) ([]PartitionIndexesRow, error) {
+	rows, err := db.Query(ctx, partitionIndexes)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []PartitionIndexesRow
+	for rows.Next() {
+		var i PartitionIndexesRow
+		if err := rows.Scan(&i.Name, &i.Usable); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const retireLayout = `-- name: RetireLayout :execrows

@@ -19,6 +19,7 @@ package readsql
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -86,7 +87,7 @@ type Holes struct {
 // position) order. It reads past running transactions instead of waiting for them.
 func ReadFrom(f Filter, holes Holes, limit int) Statement {
 	var b builder
-	return b.gapSafe("ReadFrom", f, holes, ordered, limit, false, nil)
+	return b.gapSafe("ReadFrom", f, holes, ordered, b.param(int32(limit), "integer"), false, nil)
 }
 
 // ReadAll reads up to limit events of the stream after a position in commit-safe order:
@@ -100,7 +101,7 @@ func ReadAll(f Filter, holes Holes, limit int) Statement {
 	if len(holes.TransactionIDs) == 0 {
 		return b.read("ReadAll", b.filter(f, ordered), limit)
 	}
-	cond := strings.Join([]string{committed, b.partition(f, ordered), b.eventTypes(f.EventTypes)}, "\n     AND ")
+	cond := and("\n     AND ", committed, b.partition(f, ordered), b.eventTypes(f.EventTypes))
 	lim := b.param(int32(limit), "integer")
 	txs, pos := b.param(xid8s(holes.TransactionIDs), "xid8[]"), b.param(holes.Positions, "bigint[]")
 	after := b.after(f.AfterTransactionID, f.AfterPosition)
@@ -139,12 +140,51 @@ type PartitionRead struct {
 	// Head asks for the head of the stream in the snapshot row (an index scan from
 	// the newest end; it passes over the rows of running transactions).
 	Head bool
-	// Literal writes the partition count and key into the text as numbers (with
-	// TotalPartitions > 1). Only then can PostgreSQL use an index on
-	// (partition_hash % count) for every execution: the generic plan of a prepared
-	// statement with the count as a parameter cannot match it.
+	// Literal reads through the index on ((partition_hash % count), transaction_id,
+	// global_position) (with TotalPartitions > 1; the caller knows it exists): the
+	// count and key are written into the text as numbers, as the index is, and the
+	// range after the cursor is written as a range of that index, so that every plan
+	// of the statement reads only the partition's own rows.
 	Literal bool
 }
+
+// pinned are the planner settings a partition read runs with, each with the value
+// it is set to. PinPlan sets them for the read, UnpinPlan sets them back.
+var pinned = [...][2]string{
+	{"plan_cache_mode", "force_generic_plan"},
+	{"enable_seqscan", "off"},
+	{"enable_bitmapscan", "off"},
+	{"enable_sort", "off"},
+	{"jit", "off"},
+}
+
+// PinPlan and UnpinPlan surround a [ReadPartition] in its transaction (sent with it,
+// in one round trip): PinPlan makes PostgreSQL read it with its generic plan, made
+// once per connection for the prepared statement, in which the scan of esgen_events
+// follows an index from the cursor in the read's order; UnpinPlan sets the settings
+// back for the statements that follow (the handlers').
+//
+// Left to itself PostgreSQL plans the read afresh for every batch (a custom plan for
+// the values, about a tenth of the read's server time), as the values let it price
+// the custom plans lower, although the scan is the same. And when it expects fewer
+// matching rows than the limit (a selective event type filter, a young index
+// without statistics, a cursor near the end of the stream by stale statistics), it
+// prefers reading every matching row after the cursor and sorting them, on every
+// batch. With sequential scans, bitmap scans and sorts priced out, the ordered index
+// scan is the plan (the hole rows, a few, are still sorted). The price put on the
+// sort of the hole rows would turn on JIT compilation for every execution (some
+// milliseconds): it is off for the read, which returns at most a batch.
+var PinPlan, UnpinPlan = func() (string, string) {
+	var pin, unpin []string
+	for _, s := range pinned {
+		pin = append(pin, fmt.Sprintf("set_config('esgen.%s', current_setting('%s'), true)", s[0], s[0]))
+	}
+	for _, s := range pinned {
+		pin = append(pin, fmt.Sprintf("set_config('%s', '%s', true)", s[0], s[1]))
+		unpin = append(unpin, fmt.Sprintf("set_config('%s', current_setting('esgen.%s'), true)", s[0], s[0]))
+	}
+	return "-- name: PinPlan\nSELECT " + strings.Join(pin, ", "), "-- name: UnpinPlan\nSELECT " + strings.Join(unpin, ", ")
+}()
 
 // ReadPartition is [ReadFrom] for a projection's partition: with SkipRetired, events
 // that a retired layout of the projection already handled are left out.
@@ -154,9 +194,14 @@ func ReadPartition(r PartitionRead) Statement {
 	if r.Literal && r.TotalPartitions > 1 {
 		name, mode = "ReadPartitionIndexed", literal
 	}
-	skip := b.param(r.SkipRetired, "boolean")
-	retired := fmt.Sprintf("(NOT %s OR NOT %s)", skip, b.handledByRetired(r.Projection))
-	return b.gapSafe(name, r.Filter, r.Holes, mode, r.Limit, r.Head, []string{retired})
+	var extra []string
+	if r.SkipRetired {
+		extra = append(extra, "NOT "+b.handledByRetired(r.Projection))
+	}
+	// The limit is written into the text: with it as a parameter, a generic plan
+	// would be costed for a tenth of the rows after the cursor, never chosen, and the
+	// read planned again on every batch.
+	return b.gapSafe(name, r.Filter, r.Holes, mode, strconv.Itoa(r.Limit), r.Head, extra)
 }
 
 // PartitionLag counts the events of a partition that its checkpoint (position and
@@ -164,7 +209,7 @@ func ReadPartition(r PartitionRead) Statement {
 // projection handled: what the partition has left to do.
 func PartitionLag(f Filter, holes Holes, projection string) Statement {
 	var b builder
-	cond := strings.Join([]string{b.partition(f, unordered), b.eventTypes(f.EventTypes), "NOT " + b.handledByRetired(projection)}, "\n    AND ")
+	cond := and("\n    AND ", b.partition(f, unordered), b.eventTypes(f.EventTypes), "NOT "+b.handledByRetired(projection))
 	txs, pos := b.param(xid8s(holes.TransactionIDs), "xid8[]"), b.param(holes.Positions, "bigint[]")
 	after := b.after(f.AfterTransactionID, f.AfterPosition)
 	sql := fmt.Sprintf(`-- name: PartitionLag
@@ -222,15 +267,40 @@ const committed = "e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
 // filter is the condition of a read: after the position, committed, in the partition,
 // of the event types.
 func (b *builder) filter(f Filter, mode partitionMode) []string {
-	return []string{b.after(f.AfterTransactionID, f.AfterPosition), committed, b.partition(f, mode), b.eventTypes(f.EventTypes)}
+	return nonEmpty(b.after(f.AfterTransactionID, f.AfterPosition), committed, b.partition(f, mode), b.eventTypes(f.EventTypes))
+}
+
+// nonEmpty returns the conditions that are not empty: a filter that selects
+// everything is left out of the text.
+func nonEmpty(conds ...string) []string {
+	out := conds[:0:0]
+	for _, c := range conds {
+		if c != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// prefixed writes each condition after sep (which holds the AND).
+func prefixed(sep string, conds []string) string {
+	var s strings.Builder
+	for _, c := range conds {
+		s.WriteString(sep + c)
+	}
+	return s.String()
+}
+
+// and joins the conditions that are not empty with sep (which holds the AND).
+func and(sep string, conds ...string) string {
+	return strings.Join(nonEmpty(conds...), sep)
 }
 
 // partitionMode is how the partition filter is written.
 type partitionMode int
 
 const (
-	// ordered: the count and key as parameters (a count of 0 or 1 selects every
-	// event), for a read in commit-safe order. It adds "OR (SELECT false)", which
+	// ordered: the count and key as parameters, for a read in commit-safe order. It adds "OR (SELECT false)", which
 	// never matches (it is computed once per execution) but keeps the planner on the
 	// commit-order index: it has no statistics for partition_hash % n and guesses that
 	// 0.5% of the rows match, so near the end of a large stream it expects a batch to
@@ -245,26 +315,29 @@ const (
 	literal
 )
 
-// partition: the event's partition_hash mod the count is the key.
+// partition: the event's partition_hash mod the count is the key; nothing with a
+// count of 0 or 1.
 func (b *builder) partition(f Filter, mode partitionMode) string {
+	if f.TotalPartitions <= 1 {
+		return ""
+	}
 	if mode == literal {
 		return fmt.Sprintf("e.partition_hash %% %d = %d", f.TotalPartitions, f.PartitionKey)
 	}
 	total, key := b.param(int32(f.TotalPartitions), "integer"), b.param(int32(f.PartitionKey), "integer")
-	cond := fmt.Sprintf("%s <= 1 OR e.partition_hash %% %s = %s", total, total, key)
+	cond := fmt.Sprintf("e.partition_hash %% %s = %s", total, key)
 	if mode == ordered {
 		cond += " OR (SELECT false)"
 	}
 	return "(" + cond + ")"
 }
 
-// eventTypes: the event is of one of types, or types is empty.
+// eventTypes: the event is of one of types; nothing when types is empty.
 func (b *builder) eventTypes(types []string) string {
-	if types == nil {
-		types = []string{}
+	if len(types) == 0 {
+		return ""
 	}
-	t := b.param(types, "text[]")
-	return fmt.Sprintf("(cardinality(%s) = 0 OR e.event_type = ANY (%s))", t, t)
+	return fmt.Sprintf("e.event_type = ANY (%s)", b.param(types, "text[]"))
 }
 
 // handledByRetired: a retired layout of the projection already handled the event: it
@@ -297,18 +370,19 @@ func (b *builder) handledByRetired(projection string) string {
 //
 // The parts that return nothing for this read are left out of the text: the rows of
 // holes when the cursor has none, the head of the stream when it is not asked for
-// (its columns are then NULL). Each would cost the server its planning on every
-// batch (PostgreSQL plans these reads afresh on each execution), and most batches
-// of a catching-up reader have neither. So one read renders up to four texts, each
-// prepared once per connection.
-func (b *builder) gapSafe(name string, f Filter, holes Holes, mode partitionMode, limit int, head bool, extra []string) Statement {
-	cond := append([]string{b.partition(f, mode), b.eventTypes(f.EventTypes)}, extra...)
-	lim := b.param(int32(limit), "integer")
+// (its columns are then NULL), and so are the filters that select everything (a
+// count of 1, no event types, no retired layouts). Each would cost the server its
+// planning on every custom plan, and would make a generic plan look dearer than the
+// custom ones, in which PostgreSQL folds them away. So one read renders a few texts,
+// each prepared once per connection.
+func (b *builder) gapSafe(name string, f Filter, holes Holes, mode partitionMode, lim string, head bool, extra []string) Statement {
+	part := b.partition(f, mode)
+	rest := append(nonEmpty(b.eventTypes(f.EventTypes)), extra...)
+	cond := append(nonEmpty(part), rest...)
 	nulls := make([]string, len(Columns))
 	for i, c := range Columns {
 		nulls[i] = "NULL::" + types[i] + " AS " + c
 	}
-	and := "\n     AND "
 	var sql strings.Builder
 	sql.WriteString("-- name: " + name + "\n")
 	sql.WriteString("WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS s)\n")
@@ -337,23 +411,39 @@ FROM snap
  CROSS JOIN LATERAL (
    SELECT %s
    FROM esgen_events e
-   WHERE e.transaction_id = h.x AND (e.transaction_id, e.global_position) > (h.x, h.p)
-     AND %s
+   WHERE e.transaction_id = h.x AND (e.transaction_id, e.global_position) > (h.x, h.p)%s
    ORDER BY e.transaction_id, e.global_position
    LIMIT %s) e
  WHERE pg_visible_in_snapshot(h.x, (SELECT s FROM snap))
  ORDER BY e.transaction_id, e.global_position
  LIMIT %s)
-`, columnList, KindHole, txs, pos, columnList, strings.Join(cond, and), lim, lim)
+`, columnList, KindHole, txs, pos, columnList, prefixed("\n     AND ", cond), lim, lim)
 	}
-	after := b.after(f.AfterTransactionID, f.AfterPosition)
+	var after string
+	order := "e.transaction_id, e.global_position"
+	if mode != literal || f.TotalPartitions <= 1 {
+		after = b.after(f.AfterTransactionID, f.AfterPosition)
+	} else {
+		// The range of the partition index: (key, cursor) < (hash % count, commit
+		// order) < (key + 1, …), in the index's order. Written so, only that index
+		// gives the rows in order, and every plan, custom or generic, reads through
+		// it; with "hash % count = key" the commit-order index gives the order too,
+		// and the planner, which sees the partition index's entries spread over the
+		// table, often prefers it and reads every partition's rows.
+		mod := fmt.Sprintf("(e.partition_hash %% %d)", f.TotalPartitions)
+		tx := b.param(pgtype.Uint64{Uint64: f.AfterTransactionID, Valid: true}, "xid8")
+		pos := b.param(f.AfterPosition, "bigint")
+		after = fmt.Sprintf("(%s, e.transaction_id, e.global_position) > (%d, %s, %s)\n   AND %s < %d",
+			mod, f.PartitionKey, tx, pos, mod, f.PartitionKey+1)
+		order = mod + ", " + order
+		cond = rest
+	}
 	fmt.Fprintf(&sql, `UNION ALL
 (SELECT %s, %d, NULL, NULL, NULL, NULL, NULL
  FROM esgen_events e
- WHERE %s
-   AND %s
- ORDER BY e.transaction_id, e.global_position
- LIMIT %s)`, columnList, KindAfter, after, strings.Join(cond, "\n   AND "), lim)
+ WHERE %s%s
+ ORDER BY %s
+ LIMIT %s)`, columnList, KindAfter, after, prefixed("\n   AND ", cond), order, lim)
 	return Statement{SQL: sql.String(), Args: b.args}
 }
 

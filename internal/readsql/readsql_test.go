@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/esgen-dev/esgen/eventstore"
@@ -102,6 +104,11 @@ func TestStatementsAgree(t *testing.T) {
 		return e.PartitionHash%2 == 1 && !handledByRetired(e) && !retired[1].Position.Less(e.Position)
 	}) {
 		t.Fatal("no event of retired partition 1 is in a hole: the test does not check holes of retired checkpoints")
+	}
+	// Reads with the count as numbers go through the partition index (as the runtime
+	// reads when it exists), hole rows included.
+	if _, err := pool.Exec(ctx, `CREATE INDEX esgen_events_partitions_3 ON esgen_events ((partition_hash % 3), transaction_id, global_position)`); err != nil {
+		t.Fatal(err)
 	}
 	for _, types := range [][]string{nil, {"T1"}} {
 		for _, total := range []int{1, 3} {
@@ -248,4 +255,143 @@ func TestGapSafeReadLeavesOutWhatItDoesNotNeed(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The plan a partition read runs with (its generic plan, pinned: readsql.PinPlan),
+// and the custom plans PostgreSQL would choose for the reads without filters, read
+// from the cursor through an index, never the whole table: the commit-order index,
+// or with the count as numbers the partition index of that count, with the partition
+// and the cursor as its range (so only the partition's rows). Without statistics on
+// the index's expression (a fresh index) as with them, at the start of the stream and
+// near its end.
+func TestPartitionReadPlans(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `INSERT INTO esgen_events (event_id, aggregate_type, aggregate_id, aggregate_version,
+		event_type, event_version, partition_hash, payload, metadata)
+		SELECT gen_random_uuid(), 'A', 'a' || (g % 5000), g / 5000 + 1, 'T' || (g % 3), 1, hashtext('a' || (g % 5000))::bigint & 4294967295, '{}', '{}'
+		FROM generate_series(0, 49999) g`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "ANALYZE esgen_events"); err != nil {
+		t.Fatal(err)
+	}
+	var late pgtype.Uint64
+	var latePos int64
+	if err := conn.QueryRow(ctx, `SELECT transaction_id, global_position FROM esgen_events
+		ORDER BY transaction_id, global_position OFFSET 45000 LIMIT 1`).Scan(&late, &latePos); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE INDEX esgen_events_partitions_4 ON esgen_events ((partition_hash % 4), transaction_id, global_position)"); err != nil {
+		t.Fatal(err)
+	}
+	holes := readsql.Holes{TransactionIDs: []uint64{late.Uint64}, Positions: []int64{0}}
+	shapes := []struct {
+		name string
+		r    readsql.PartitionRead
+	}{
+		{"1 partition", readsql.PartitionRead{}},
+		{"1 partition, holes, head", readsql.PartitionRead{Holes: holes, Head: true}},
+		{"4 partitions", readsql.PartitionRead{Filter: readsql.Filter{TotalPartitions: 4, PartitionKey: 1}}},
+		{"4 partitions, types, skip retired, holes", readsql.PartitionRead{Filter: readsql.Filter{TotalPartitions: 4, PartitionKey: 1, EventTypes: []string{"T1"}}, SkipRetired: true, Holes: holes}},
+		{"4 partitions, index", readsql.PartitionRead{Filter: readsql.Filter{TotalPartitions: 4, PartitionKey: 1}, Literal: true}},
+		{"4 partitions, index, types, skip retired, holes", readsql.PartitionRead{Filter: readsql.Filter{TotalPartitions: 4, PartitionKey: 1, EventTypes: []string{"T1"}}, Literal: true, SkipRetired: true, Holes: holes}},
+	}
+	for _, analyzed := range []bool{false, true} {
+		if analyzed {
+			if _, err := conn.Exec(ctx, "ANALYZE esgen_events"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, mode := range []string{"force_custom_plan", "pinned"} {
+			for _, at := range []eventstore.Position{{}, {TransactionID: late.Uint64, GlobalPosition: latePos}} {
+				for _, sh := range shapes {
+					if mode == "force_custom_plan" && (sh.r.SkipRetired || len(sh.r.EventTypes) > 0) {
+						continue // a filter the planner may expect to leave fewer rows than the limit
+					}
+					r := sh.r
+					r.AfterTransactionID, r.AfterPosition, r.Limit, r.Projection = at.TransactionID, at.GlobalPosition, 1000, "p"
+					p := explainPrepared(t, conn, mode, readsql.ReadPartition(r))
+					index := "esgen_events_commit_order"
+					if r.Literal {
+						index = "esgen_events_partitions_4"
+					}
+					name := fmt.Sprintf("%s (analyzed %t, %s, after %s)", sh.name, analyzed, mode, at)
+					if !strings.Contains(p, "Index Scan using "+index+" on esgen_events e") || strings.Contains(p, "Seq Scan on esgen_events") ||
+						strings.Contains(p, "Bitmap Heap Scan on esgen_events") || (r.Literal && strings.Contains(p, "Filter: ((partition_hash % ")) {
+						t.Errorf("%s: the read does not run on %s from the cursor:\n%s", name, index, p)
+					}
+					if strings.Contains(p, "JIT") {
+						t.Errorf("%s: the read would be compiled (JIT) on every execution:\n%s", name, p)
+					}
+					if len(r.Holes.TransactionIDs) == 0 && strings.Contains(p, "Sort") {
+						t.Errorf("%s: the read sorts:\n%s", name, p)
+					}
+				}
+			}
+		}
+	}
+}
+
+// explainPrepared prepares st and returns the plan of its execution in plan_cache_mode
+// mode.
+func explainPrepared(t *testing.T, conn *pgx.Conn, mode string, st readsql.Statement) string {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	set := "SET LOCAL plan_cache_mode = " + mode
+	if mode == "pinned" {
+		set = readsql.PinPlan
+	}
+	for _, sql := range []string{"DEALLOCATE ALL", set, "PREPARE r AS " + st.SQL} {
+		if _, err := tx.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	args := make([]string, len(st.Args))
+	for i, a := range st.Args {
+		switch v := a.(type) {
+		case pgtype.Uint64:
+			args[i] = fmt.Sprintf("'%d'", v.Uint64)
+		case []pgtype.Uint64:
+			xs := make([]string, len(v))
+			for j, x := range v {
+				xs[j] = fmt.Sprint(x.Uint64)
+			}
+			args[i] = "'{" + strings.Join(xs, ",") + "}'"
+		case []int64:
+			args[i] = "'{" + strings.Trim(strings.Join(strings.Fields(fmt.Sprint(v)), ","), "[]") + "}'"
+		case []string:
+			args[i] = "'{" + strings.Join(v, ",") + "}'"
+		case string:
+			args[i] = "'" + v + "'"
+		default:
+			args[i] = fmt.Sprint(v)
+		}
+	}
+	rows, err := tx.Query(ctx, "EXPLAIN EXECUTE r("+strings.Join(args, ", ")+")", pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan strings.Builder
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(line + "\n")
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	return plan.String()
 }

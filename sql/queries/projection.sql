@@ -72,12 +72,29 @@ WHERE projection = @projection::text AND generation = @generation::bigint AND pa
 FOR UPDATE;
 
 -- name: HasPartitionIndex :one
--- Whether a valid index on esgen_events starts with (partition_hash % n) for this n.
+-- Whether esgen_events has a usable (valid and ready) index on
+-- ((partition_hash % n), transaction_id, global_position) for this n, whatever its name.
 SELECT EXISTS (
     SELECT 1 FROM pg_catalog.pg_index i
-    WHERE i.indrelid = 'esgen_events'::regclass AND i.indisvalid
+    WHERE i.indrelid = 'esgen_events'::regclass AND i.indisvalid AND i.indisready AND i.indpred IS NULL
       AND pg_get_indexdef(i.indexrelid, 1, true) = '(partition_hash % ' || @total_partitions::integer || '::bigint)'
+      AND pg_get_indexdef(i.indexrelid, 2, true) = 'transaction_id'
+      AND pg_get_indexdef(i.indexrelid, 3, true) = 'global_position'
 )::boolean AS has_index;
+
+-- name: PartitionIndexes :many
+-- The indexes on esgen_events named as the runtime names its partition indexes
+-- (esgen_events_partitions_<count>), with whether each is usable.
+SELECT c.relname::text AS name, (i.indisvalid AND i.indisready)::boolean AS usable
+FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'esgen_events'::regclass AND c.relname ~ '^esgen_events_partitions_[0-9]+$'
+ORDER BY c.relname;
+
+-- name: PartitionCountGone :one
+-- Whether a partition count was used by a projection (it is in its counts_used) and
+-- no layout of any projection, live or retired, has it any more.
+SELECT (NOT EXISTS (SELECT 1 FROM esgen_checkpoints WHERE partition_count = @partition_count::integer)
+    AND EXISTS (SELECT 1 FROM esgen_projections WHERE @partition_count::integer = ANY (counts_used)))::boolean AS gone;
 
 -- name: LatestRetired :one
 -- The latest position of a retired checkpoint of the projection; no row when it has none.
