@@ -94,6 +94,28 @@ func (r *runner) appendGroup(ctx context.Context) error {
 		res.RawName = rawAppendName(q)
 		r.add(res)
 	}
+	// Single-event appends in a transaction of the caller's: by default the
+	// notification is sent at that transaction's commit, inside it; with DeferNotify
+	// and NotifyAppended after the commit.
+	inTx := appendShape{perCall: 1, writers: 8, events: single}
+	raw, err := r.measureAppend(ctx, pool, inTx, rawInTxName, rawInsertInTx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", rawInTxName, err)
+	}
+	raw.Raw = true
+	r.add(raw)
+	for _, deferNotify := range []bool{false, true} {
+		name := appendInTxName
+		if deferNotify {
+			name = appendInTxDeferredName
+		}
+		res, err := r.measureAppend(ctx, pool, inTx, name, esgenAppendInTx(deferNotify))
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		res.RawName = rawInTxName
+		r.add(res)
+	}
 	s := appendShape{perCall: 1000, writers: 1, events: n, copy: true}
 	res, err := r.measureAppend(ctx, pool, s, "raw COPY, 1000 rows/call", rawCopy)
 	if err != nil {
@@ -138,11 +160,57 @@ func esgenAppend(ctx context.Context, pool *pgxpool.Pool, aggID string, _ int64,
 	return err
 }
 
+// Names of the rows that append in a transaction of the caller's.
+const (
+	rawInTxName            = "raw INSERT in BEGIN … COMMIT, 1 row/tx, 8 writers"
+	appendInTxName         = "Append in the caller's transaction, 1 event/tx, 8 writers"
+	appendInTxDeferredName = "Append in the caller's transaction, DeferNotify + NotifyAppended, 8 writers"
+)
+
+// esgenAppendInTx appends in a transaction of the caller's (BEGIN, Append, COMMIT);
+// with deferNotify the transaction calls DeferNotify first and NotifyAppended after
+// its commit.
+func esgenAppendInTx(deferNotify bool) appendCall {
+	return func(ctx context.Context, pool *pgxpool.Pool, aggID string, _ int64, evs []eventstore.EventData) error {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if deferNotify {
+				if err := eventstore.DeferNotify(ctx, tx); err != nil {
+					return err
+				}
+			}
+			_, err := eventstore.Append(ctx, tx, aggregateType, aggID, eventstore.Any, evs...)
+			return err
+		})
+		if err != nil || !deferNotify {
+			return err
+		}
+		return eventstore.NotifyAppended(ctx, pool)
+	}
+}
+
+// rawInsertInTx is rawInsert of one row in an explicit transaction: BEGIN, INSERT,
+// COMMIT.
+func rawInsertInTx(ctx context.Context, pool *pgxpool.Pool, aggID string, from int64, evs []eventstore.EventData) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, insertSQL(len(evs)), insertArgs(aggID, from, evs)...)
+		return err
+	})
+}
+
 const insertColumns = `event_id, aggregate_type, aggregate_id, aggregate_version, event_type, event_version, partition_hash, payload, metadata`
 
 // rawInsert is a plain multi-row INSERT … VALUES of the same rows: no version check,
 // no lock, no aggregate head, no notification.
 func rawInsert(rows int) appendCall {
+	sql := insertSQL(rows)
+	return func(ctx context.Context, pool *pgxpool.Pool, aggID string, from int64, evs []eventstore.EventData) error {
+		_, err := pool.Exec(ctx, sql, insertArgs(aggID, from, evs)...)
+		return err
+	}
+}
+
+// insertSQL is the INSERT … VALUES of rows events.
+func insertSQL(rows int) string {
 	var sb strings.Builder
 	sb.WriteString(`INSERT INTO esgen_events (` + insertColumns + `) VALUES `)
 	for i := range rows {
@@ -152,17 +220,18 @@ func rawInsert(rows int) appendCall {
 		b := i * 9
 		fmt.Fprintf(&sb, "($%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d)", b+1, b+2, b+3, b+4, b+5, b+6, b+7, b+8, b+9)
 	}
-	sql := sb.String()
-	return func(ctx context.Context, pool *pgxpool.Pool, aggID string, from int64, evs []eventstore.EventData) error {
-		args := make([]any, 0, 9*len(evs))
-		hash := int64(eventstore.Hash(aggID))
-		for i, e := range evs {
-			args = append(args, pgtype.UUID{Bytes: uuid.New(), Valid: true}, aggregateType, aggID, from+int64(i)+1,
-				e.Type, int32(1), hash, e.Payload, []byte(`{}`))
-		}
-		_, err := pool.Exec(ctx, sql, args...)
-		return err
+	return sb.String()
+}
+
+// insertArgs are insertSQL's arguments for evs, versions from+1 on.
+func insertArgs(aggID string, from int64, evs []eventstore.EventData) []any {
+	args := make([]any, 0, 9*len(evs))
+	hash := int64(eventstore.Hash(aggID))
+	for i, e := range evs {
+		args = append(args, pgtype.UUID{Bytes: uuid.New(), Valid: true}, aggregateType, aggID, from+int64(i)+1,
+			e.Type, int32(1), hash, e.Payload, []byte(`{}`))
 	}
+	return args
 }
 
 var copyColumns = strings.Split(strings.ReplaceAll(insertColumns, " ", ""), ",")

@@ -25,12 +25,13 @@ import (
 const (
 	GroupAppend  = "append"
 	GroupCatchUp = "catch-up"
+	GroupUpsert  = "upsert"
 	GroupLatency = "latency"
 	GroupGap     = "gap-safety"
 )
 
 // Groups lists every scenario group.
-var Groups = []string{GroupAppend, GroupCatchUp, GroupLatency, GroupGap}
+var Groups = []string{GroupAppend, GroupCatchUp, GroupUpsert, GroupLatency, GroupGap}
 
 // Default and quick sizes.
 const (
@@ -158,6 +159,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}{
 		{GroupAppend, r.appendGroup},
 		{GroupCatchUp, r.catchUpGroup},
+		{GroupUpsert, r.upsertGroup},
 		{GroupLatency, r.latencyGroup},
 		{GroupGap, r.gapGroup},
 	}

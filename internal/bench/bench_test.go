@@ -83,7 +83,7 @@ func checkReport(t *testing.T, rep *Report, only ...string) {
 				t.Errorf("%s: no ratio to raw", r.Name)
 			}
 		}
-		if r.Group == GroupCatchUp {
+		if r.Group == GroupCatchUp || r.Group == GroupUpsert {
 			// Every event handled was read at least once.
 			if r.RowsReturned != r.Events || r.RowsScanned < r.RowsReturned {
 				t.Errorf("%s: %d rows scanned, %d returned, %d events", r.Name, r.RowsScanned, r.RowsReturned, r.Events)
@@ -113,7 +113,15 @@ func checkReport(t *testing.T, rep *Report, only ...string) {
 	if r, ok := rep.Result(GroupGap, gapLatencyOwn); ok && r.Events != heldEvents {
 		t.Errorf("%s: %d events, want %d", r.Name, r.Events, heldEvents)
 	}
-	want := map[string]int{GroupAppend: 13, GroupCatchUp: 9, GroupLatency: 2, GroupGap: 6}
+	// Every upsert row handled the whole stream, as its raw row did.
+	if raw, ok := rep.Result(GroupUpsert, upsertRawName); ok {
+		for _, r := range rep.Results {
+			if r.Group == GroupUpsert && r.Events != raw.Events {
+				t.Errorf("%s: %d events, the raw loop %d", r.Name, r.Events, raw.Events)
+			}
+		}
+	}
+	want := map[string]int{GroupAppend: 16, GroupCatchUp: 6, GroupUpsert: 5, GroupLatency: 2, GroupGap: 6}
 	for g, n := range want {
 		if len(only) > 0 && !slices.Contains(only, g) {
 			n = 0
@@ -121,6 +129,40 @@ func checkReport(t *testing.T, rep *Report, only ...string) {
 		if groups[g] != n {
 			t.Errorf("%d %s rows, want %d", groups[g], g, n)
 		}
+	}
+}
+
+// TestAppendAndUpsert runs the append and upsert groups alone and finds each row a
+// script would look for by its name.
+func TestAppendAndUpsert(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the append and upsert benchmarks")
+	}
+	var progress bytes.Buffer
+	only := []string{GroupAppend, GroupUpsert}
+	rep, err := Run(context.Background(), Config{Quick: true, Only: only, Progress: &progress})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	checkReport(t, rep, only...)
+	rows := map[string][]string{
+		GroupAppend: {"raw INSERT, 1 row/tx, 8 writers", "Append, 1 event/tx, 8 writers", rawInTxName, appendInTxName, appendInTxDeferredName},
+		GroupUpsert: {upsertRawName, upsertQueuedName, upsertPerEventName, upsertQueuedParts, upsertPerEventParts},
+	}
+	for g, names := range rows {
+		for _, name := range names {
+			r, ok := rep.Result(g, name)
+			if !ok {
+				t.Errorf("no row %s / %q", g, name)
+				continue
+			}
+			if !r.Raw && r.Ratio <= 0 {
+				t.Errorf("%s / %s: no ratio_to_raw", g, name)
+			}
+		}
+	}
+	if r, _ := rep.Result(GroupAppend, "Append, 1 event/tx, 8 writers"); r.RawName != "raw INSERT, 1 row/tx, 8 writers" {
+		t.Errorf("8 single-event writers compared with %q", r.RawName)
 	}
 }
 
