@@ -44,22 +44,79 @@ type appendShape struct {
 	quiet   bool // esgen.notify = off: no NOTIFY on commit
 }
 
+// singleRounds is how many times each single-event scenario runs, the scenarios taking
+// turns; the best run of each is its row. Single-event scenarios are short, and a
+// burst of load on a shared machine during one of them would decide its ratio.
+const singleRounds = 3
+
+// appendScenario is one row of the append group.
+type appendScenario struct {
+	name, rawName string
+	shape         appendShape
+	pool          *pgxpool.Pool
+	call          appendCall
+}
+
 func (r *runner) appendGroup(ctx context.Context) error {
 	pool, _, done, err := r.database(ctx, GroupAppend, 16)
 	if err != nil {
 		return err
 	}
 	defer done()
+	// The same single-event appends with notifications off (esgen.notify=off in the
+	// connection's settings): no NOTIFY at all.
+	cfg := pool.Config().Copy()
+	cfg.ConnConfig.RuntimeParams["esgen.notify"] = "off"
+	quietPool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("pool with esgen.notify=off: %w", err)
+	}
+	defer quietPool.Close()
+
 	n := r.cfg.AppendEvents
 	single := max(n/20, 1000)
-	shapes := []appendShape{
-		{perCall: 1, writers: 1, events: single},
-		{perCall: 1, writers: 8, events: single},
-		{perCall: 10, writers: 1, events: n},
-		{perCall: 100, writers: 1, events: n},
-		{perCall: 1000, writers: 1, events: n},
+	var singles []appendScenario
+	for _, writers := range []int{1, 8} {
+		s := appendShape{perCall: 1, writers: writers, events: single}
+		q := s
+		q.quiet = true
+		singles = append(singles,
+			appendScenario{name: rawAppendName(s), shape: s, pool: pool, call: rawInsert(1)},
+			appendScenario{name: esgenAppendName(s), rawName: rawAppendName(s), shape: s, pool: pool, call: esgenAppend},
+			appendScenario{name: esgenAppendName(q), rawName: rawAppendName(s), shape: q, pool: quietPool, call: esgenAppend})
 	}
-	for _, s := range shapes {
+	// In a transaction of the caller's: by default the notification is sent at that
+	// transaction's commit, inside it; with DeferNotify and NotifyAppended after it.
+	inTx := appendShape{perCall: 1, writers: 8, events: single}
+	singles = append(singles,
+		appendScenario{name: rawInTxName, shape: inTx, pool: pool, call: rawInsertInTx},
+		appendScenario{name: appendInTxName, rawName: rawInTxName, shape: inTx, pool: pool, call: esgenAppendInTx(false)},
+		appendScenario{name: appendInTxDeferredName, rawName: rawInTxName, shape: inTx, pool: pool, call: esgenAppendInTx(true)})
+	best := make([]Result, len(singles))
+	low := make([]float64, len(singles))
+	for range singleRounds {
+		for i, sc := range singles {
+			res, err := r.measureAppend(ctx, sc.pool, sc.shape, sc.name, sc.call)
+			if err != nil {
+				return fmt.Errorf("%s: %w", sc.name, err)
+			}
+			if res.EventsPerSec > best[i].EventsPerSec {
+				best[i] = res
+			}
+			if low[i] == 0 || res.EventsPerSec < low[i] {
+				low[i] = res.EventsPerSec
+			}
+		}
+	}
+	for i, sc := range singles {
+		res := best[i]
+		res.Raw, res.RawName = sc.rawName == "", sc.rawName
+		res.Note = fmt.Sprintf("best of %d runs taking turns with the other single-event rows; the slowest: %.0f events/s", singleRounds, low[i])
+		r.add(res)
+	}
+
+	for _, perCall := range []int{10, 100, 1000} {
+		s := appendShape{perCall: perCall, writers: 1, events: n}
 		rawName := rawAppendName(s)
 		raw, err := r.measureAppend(ctx, pool, s, rawName, rawInsert(s.perCall))
 		if err != nil {
@@ -73,47 +130,6 @@ func (r *runner) appendGroup(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		res.RawName = rawName
-		r.add(res)
-	}
-	// The same single-event appends with notifications off: NOTIFY serializes the
-	// commits of notifying transactions on a server-wide lock.
-	cfg := pool.Config().Copy()
-	cfg.ConnConfig.RuntimeParams["esgen.notify"] = "off"
-	quietPool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("pool with esgen.notify=off: %w", err)
-	}
-	defer quietPool.Close()
-	for _, writers := range []int{1, 8} {
-		q := appendShape{perCall: 1, writers: writers, events: single, quiet: true}
-		name := esgenAppendName(q)
-		res, err := r.measureAppend(ctx, quietPool, q, name, esgenAppend)
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		res.RawName = rawAppendName(q)
-		r.add(res)
-	}
-	// Single-event appends in a transaction of the caller's: by default the
-	// notification is sent at that transaction's commit, inside it; with DeferNotify
-	// and NotifyAppended after the commit.
-	inTx := appendShape{perCall: 1, writers: 8, events: single}
-	raw, err := r.measureAppend(ctx, pool, inTx, rawInTxName, rawInsertInTx)
-	if err != nil {
-		return fmt.Errorf("%s: %w", rawInTxName, err)
-	}
-	raw.Raw = true
-	r.add(raw)
-	for _, deferNotify := range []bool{false, true} {
-		name := appendInTxName
-		if deferNotify {
-			name = appendInTxDeferredName
-		}
-		res, err := r.measureAppend(ctx, pool, inTx, name, esgenAppendInTx(deferNotify))
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		res.RawName = rawInTxName
 		r.add(res)
 	}
 	s := appendShape{perCall: 1000, writers: 1, events: n, copy: true}
