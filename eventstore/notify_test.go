@@ -98,9 +98,19 @@ func listen(t *testing.T, url string) func(d time.Duration) bool {
 // An append that esgen runs in a transaction of its own (on a pool) notifies after its
 // commit: the notification arrives, and when it does the event is visible to another
 // connection. A failed append (a concurrency conflict) notifies nobody and leaves the
-// pool's connection usable.
+// pool's connection usable. The same holds without prepared statements (as behind a
+// transaction-pooling proxy).
 func TestOwnAppendNotifiesAfterCommit(t *testing.T) {
 	t.Parallel()
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec} {
+		t.Run(mode.String(), func(t *testing.T) {
+			t.Parallel()
+			testOwnAppendNotifiesAfterCommit(t, mode)
+		})
+	}
+}
+
+func testOwnAppendNotifiesAfterCommit(t *testing.T, mode pgx.QueryExecMode) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
 	wait := listen(t, url)
@@ -109,6 +119,7 @@ func TestOwnAppendNotifiesAfterCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.MaxConns = 1
+	cfg.ConnConfig.DefaultQueryExecMode = mode
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
