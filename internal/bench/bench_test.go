@@ -363,3 +363,13 @@ func TestSeparateWorkerBinary(t *testing.T) {
 		t.Fatalf("checkpoints count %d handled events (%v), want %d", handled, err, n)
 	}
 }
+
+// A worker reports its own peak RSS (VmHWM) where /proc has it.
+func TestPeakRSS(t *testing.T) {
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("no /proc/self/status")
+	}
+	if got := peakRSS(); got < 1<<20 {
+		t.Fatalf("peak RSS %d bytes: VmHWM not read", got)
+	}
+}
