@@ -143,7 +143,10 @@ func (r *runner) catchUpGroup(ctx context.Context) error {
 	// Handlers that write are measured in the upsert group.
 	for _, handler := range []string{handlerNoop} {
 		target := int64(n)
-		layouts := []string{layoutOne, layoutInProcess, layoutProcesses, layoutBigBatch}
+		layouts := []string{layoutOne, layoutInProcess, layoutProcesses}
+		if handler == handlerNoop {
+			layouts = append(layouts, layoutBigBatch)
+		}
 		for _, layout := range layouts {
 			name := fmt.Sprintf("%s handler, %s", handler, layout)
 			spec := catchUpSpec{Database: url, Projection: fmt.Sprintf("bench_%d", len(r.report.Results)), Handler: handler, Target: target}
