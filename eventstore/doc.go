@@ -52,7 +52,9 @@
 // NotifyAppended wakes nobody, and its events are found at the projections' next poll
 // (1 s by default). The setting esgen.notify = off (in the connection URL as
 // ?esgen.notify=off, with SET, or ALTER ROLE/DATABASE … SET) turns notifications of
-// appends off altogether, for writers whose projections can live with polling.
+// appends off altogether, for writers whose projections can live with polling; set in
+// the connection's configuration (the URL), it also keeps an append on a pool a single
+// statement.
 //
 // # Partitions
 //

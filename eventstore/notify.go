@@ -57,25 +57,37 @@ func NotifyAppended(ctx context.Context, db DBTX) error {
 
 // ownConn returns the connection to append on in a transaction of esgen's own, and a
 // release function, when db is not in a transaction of the caller's: a pool, a pool's
-// connection or a connection that is idle (not inside BEGIN … COMMIT).
+// connection or a connection that is idle (not inside BEGIN … COMMIT). Connections
+// configured with esgen.notify = off (?esgen.notify=off in their URL) do not notify at
+// all, so their appends stay a single statement in a transaction of its own.
 func ownConn(ctx context.Context, db DBTX) (*pgx.Conn, func(), bool, error) {
 	switch d := db.(type) {
 	case *pgxpool.Pool:
+		if quiet(d.Config().ConnConfig) {
+			return nil, nil, false, nil
+		}
 		c, err := d.Acquire(ctx)
 		if err != nil {
 			return nil, nil, true, err
 		}
 		return c.Conn(), c.Release, true, nil
 	case *pgxpool.Conn:
-		if d.Conn().PgConn().TxStatus() == 'I' {
+		if d.Conn().PgConn().TxStatus() == 'I' && !quiet(d.Conn().Config()) {
 			return d.Conn(), func() {}, true, nil
 		}
 	case *pgx.Conn:
-		if d.PgConn().TxStatus() == 'I' {
+		if d.PgConn().TxStatus() == 'I' && !quiet(d.Config()) {
 			return d, func() {}, true, nil
 		}
 	}
 	return nil, nil, false, nil
+}
+
+// quiet reports whether connections of cfg start with esgen.notify = off. (A session
+// that turns it off with SET is not seen here; its appends take the pipeline, which
+// then sends no notification either.)
+func quiet(cfg *pgx.ConnConfig) bool {
+	return cfg != nil && cfg.RuntimeParams["esgen.notify"] == "off"
 }
 
 // errCaptured ends a generated query at its first statement: see captured.
