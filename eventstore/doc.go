@@ -35,11 +35,26 @@
 //
 // # Notifications
 //
-// Each append notifies the channel esgen_events when it commits, so idle projections
-// wake within milliseconds. NOTIFY serializes the commits of notifying transactions
-// on a server-wide lock; where many writers append concurrently and projections can
-// live with their poll interval, turn it off with the setting esgen.notify = off: in
-// the connection URL (?esgen.notify=off), with SET, or ALTER ROLE/DATABASE … SET.
+// Appends notify the channel esgen_events, so idle projections wake within
+// milliseconds. A transaction that has called NOTIFY holds a server-wide lock from
+// just before its commit until the commit is done (through the WAL flush on a durable
+// server), so notifying transactions commit one at a time. Appends therefore notify
+// after their commit where esgen owns the transaction: [Append] given a pool, or a
+// connection outside a transaction, sends BEGIN, the append with its notification off,
+// COMMIT and then pg_notify as one pipeline (one round trip); the server skips the
+// rest of a pipeline after an error, so the notification, a transaction of its own
+// that writes nothing and commits without a flush, follows only a successful commit.
+//
+// In a transaction of the caller's an append notifies at that transaction's commit,
+// inside it (and not at all when it rolls back), which keeps the lock through the
+// commit. To avoid that, call [DeferNotify] in the transaction before appending and
+// [NotifyAppended] after the commit; a transaction that defers and then forgets
+// NotifyAppended wakes nobody, and its events are found at the projections' next poll
+// (1 s by default). The setting esgen.notify = off (in the connection URL as
+// ?esgen.notify=off, with SET, or ALTER ROLE/DATABASE … SET) turns notifications of
+// appends off altogether, for writers whose projections can live with polling; set in
+// the connection's configuration (the URL), it also keeps an append on a pool a single
+// statement.
 //
 // # Partitions
 //

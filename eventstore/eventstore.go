@@ -136,6 +136,13 @@ var emptyObject = json.RawMessage(`{}`)
 // expected. On a version mismatch it returns a [*ConcurrencyError] and writes nothing.
 // Run it in the caller's transaction to commit the events with other writes.
 //
+// Given a pool, or a connection that is not inside a transaction, Append runs in a
+// transaction of its own and notifies listening projections after that transaction
+// committed, in the same round trip. In a transaction of the caller's (a pgx.Tx) the
+// notification is part of the transaction and sent at its commit, which holds
+// NOTIFY's server-wide lock through that commit; [DeferNotify] and [NotifyAppended]
+// move it after the commit.
+//
 // A transaction that already wrote elsewhere may get a serialization failure (SQLSTATE
 // 40001) when a younger transaction appended to the same aggregate first; retry it. See
 // the package documentation.
@@ -198,7 +205,16 @@ func Append(ctx context.Context, db DBTX, aggregateType, aggregateID string, exp
 		p.CorrelationIds[i] = pgtype.UUID{Bytes: e.CorrelationID.UUID, Valid: e.CorrelationID.Valid}
 		p.CausationIds[i] = pgtype.UUID{Bytes: e.CausationID.UUID, Valid: e.CausationID.Valid}
 	}
-	rows, err := queries.AppendEvents(ctx, db, p)
+	var rows []dbsqlc.AppendEventsRow
+	conn, release, own, err := ownConn(ctx, db)
+	switch {
+	case err != nil:
+	case own:
+		rows, err = appendOwn(ctx, conn, p)
+		release()
+	default:
+		rows, err = queries.AppendEvents(ctx, db, p)
+	}
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "ESG01" {

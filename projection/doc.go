@@ -38,9 +38,9 @@
 // used exactly when the current batch commits, and discarded on any failure, fence,
 // rollback, layout change or shutdown.
 //
-// An empty read waits for a notification (esgen_append runs pg_notify on the channel
-// esgen_events; one dedicated connection per [Run] listens and wakes every partition)
-// or for the poll interval with jitter. A notification arrives after the appending
+// An empty read waits for a notification (appends notify the channel esgen_events,
+// after their commit or at it, see the eventstore package; one dedicated connection
+// per [Run] listens and wakes every partition) or for the poll interval with jitter. A notification arrives after the appending
 // transaction committed, and reads do not wait for older running transactions, so
 // the read it triggers sees the events it announced.
 //

@@ -30,8 +30,8 @@ func TestBenchCommandAppendJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("output is not JSON: %v\n%s", err, out)
 	}
-	if len(rep.Results) != 13 {
-		t.Fatalf("%d results, want 13 append rows", len(rep.Results))
+	if len(rep.Results) != 16 {
+		t.Fatalf("%d results, want 16 append rows", len(rep.Results))
 	}
 	for _, r := range rep.Results {
 		if r.Group != "append" || r.Events <= 0 || r.EventsPerSec <= 0 {
@@ -52,7 +52,7 @@ func TestBenchCommandCatchUpWithWorkerProcesses(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("esgen bench: %v\n%s\n%s", err, stdout.String(), stderr.String())
 	}
-	for _, want := range []string{"raw streaming SELECT", "no-op handler, 4 processes", "upsert handler, 4 processes", "scanned/returned"} {
+	for _, want := range []string{"raw streaming SELECT", "no-op handler, 4 processes", "scanned/returned"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, stdout.String())
 		}

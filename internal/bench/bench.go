@@ -25,13 +25,14 @@ import (
 const (
 	GroupAppend   = "append"
 	GroupCatchUp  = "catch-up"
+	GroupUpsert   = "upsert"
 	GroupLatency  = "latency"
 	GroupGap      = "gap-safety"
 	GroupFailover = "failover"
 )
 
 // Groups lists every scenario group.
-var Groups = []string{GroupAppend, GroupCatchUp, GroupLatency, GroupGap, GroupFailover}
+var Groups = []string{GroupAppend, GroupCatchUp, GroupUpsert, GroupLatency, GroupGap, GroupFailover}
 
 // Default and quick sizes.
 const (
@@ -159,6 +160,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}{
 		{GroupAppend, r.appendGroup},
 		{GroupCatchUp, r.catchUpGroup},
+		{GroupUpsert, r.upsertGroup},
 		{GroupLatency, r.latencyGroup},
 		{GroupGap, r.gapGroup},
 		{GroupFailover, r.failoverGroup},

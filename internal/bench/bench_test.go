@@ -90,7 +90,7 @@ func checkReport(t *testing.T, rep *Report, only ...string) {
 				t.Errorf("%s: no ratio to raw", r.Name)
 			}
 		}
-		if r.Group == GroupCatchUp {
+		if r.Group == GroupCatchUp || r.Group == GroupUpsert {
 			// Every event handled was read at least once.
 			if r.RowsReturned != r.Events || r.RowsScanned < r.RowsReturned {
 				t.Errorf("%s: %d rows scanned, %d returned, %d events", r.Name, r.RowsScanned, r.RowsReturned, r.Events)
@@ -114,6 +114,14 @@ func checkReport(t *testing.T, rep *Report, only ...string) {
 			}
 		}
 	}
+	// Every upsert row handled the whole stream, as its raw row did.
+	if raw, ok := rep.Result(GroupUpsert, upsertRawName); ok {
+		for _, r := range rep.Results {
+			if r.Group == GroupUpsert && r.Events != raw.Events {
+				t.Errorf("%s: %d events, the raw loop %d", r.Name, r.Events, raw.Events)
+			}
+		}
+	}
 	// The gap-safety rows say what they held open, and the holes row carried its holes.
 	for _, name := range []string{gapLatencyOther, gapLatencyAppnd, gapLatencyOwn} {
 		if r, ok := rep.Result(GroupGap, name); ok && r.HoldSeconds <= 0 {
@@ -134,7 +142,7 @@ func checkReport(t *testing.T, rep *Report, only ...string) {
 			}
 		}
 	}
-	want := map[string]int{GroupAppend: 13, GroupCatchUp: 9, GroupLatency: 2, GroupGap: 6, GroupFailover: 3}
+	want := map[string]int{GroupAppend: 16, GroupCatchUp: 6, GroupUpsert: 5, GroupLatency: 2, GroupGap: 6, GroupFailover: 3}
 	for g, n := range want {
 		if len(only) > 0 && !slices.Contains(only, g) {
 			n = 0
@@ -142,6 +150,40 @@ func checkReport(t *testing.T, rep *Report, only ...string) {
 		if groups[g] != n {
 			t.Errorf("%d %s rows, want %d", groups[g], g, n)
 		}
+	}
+}
+
+// TestAppendAndUpsert runs the append and upsert groups alone and finds each row a
+// script would look for by its name.
+func TestAppendAndUpsert(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the append and upsert benchmarks")
+	}
+	var progress bytes.Buffer
+	only := []string{GroupAppend, GroupUpsert}
+	rep, err := Run(context.Background(), Config{Quick: true, Only: only, Progress: &progress})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	checkReport(t, rep, only...)
+	rows := map[string][]string{
+		GroupAppend: {"raw INSERT, 1 row/tx, 8 writers", "Append, 1 event/tx, 8 writers", rawInTxName, appendInTxName, appendInTxDeferredName},
+		GroupUpsert: {upsertRawName, upsertQueuedName, upsertPerEventName, upsertQueuedParts, upsertPerEventParts},
+	}
+	for g, names := range rows {
+		for _, name := range names {
+			r, ok := rep.Result(g, name)
+			if !ok {
+				t.Errorf("no row %s / %q", g, name)
+				continue
+			}
+			if !r.Raw && r.Ratio <= 0 {
+				t.Errorf("%s / %s: no ratio_to_raw", g, name)
+			}
+		}
+	}
+	if r, _ := rep.Result(GroupAppend, "Append, 1 event/tx, 8 writers"); r.RawName != "raw INSERT, 1 row/tx, 8 writers" {
+		t.Errorf("8 single-event writers compared with %q", r.RawName)
 	}
 }
 
@@ -340,5 +382,15 @@ func TestSeparateWorkerBinary(t *testing.T) {
 	var handled int64
 	if err := pool.QueryRow(ctx, `SELECT sum(events_handled) FROM esgen_checkpoints WHERE projection = 'separate'`).Scan(&handled); err != nil || handled != int64(n) {
 		t.Fatalf("checkpoints count %d handled events (%v), want %d", handled, err, n)
+	}
+}
+
+// A worker reports its own peak RSS (VmHWM) where /proc has it.
+func TestPeakRSS(t *testing.T) {
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("no /proc/self/status")
+	}
+	if got := peakRSS(); got < 1<<20 {
+		t.Fatalf("peak RSS %d bytes: VmHWM not read", got)
 	}
 }

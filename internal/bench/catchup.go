@@ -42,36 +42,6 @@ const oldBatch = 500
 
 const rawReadName = "raw streaming SELECT, same rows and order"
 
-// readModelDDL is the read model the upsert handler keeps: one balance row per account.
-const readModelDDL = `CREATE TABLE IF NOT EXISTS bench_balances (
-    account_id   text   PRIMARY KEY,
-    balance      bigint NOT NULL,
-    events       bigint NOT NULL,
-    last_version bigint NOT NULL
-)`
-
-// upsertBalance applies one event to the read model in the batch's transaction.
-func upsertBalance(ctx context.Context, tx pgx.Tx, ev *eventstore.Event) error {
-	var body struct {
-		Amount int64 `json:"amount"`
-	}
-	if err := json.Unmarshal(ev.Payload, &body); err != nil {
-		return fmt.Errorf("payload of %s: %w", ev.EventID, err)
-	}
-	amount := body.Amount
-	if ev.Type == "MoneyWithdrawn" {
-		amount = -amount
-	} else if ev.Type != "MoneyDeposited" {
-		amount = 0
-	}
-	_, err := tx.Exec(ctx, `
-INSERT INTO bench_balances (account_id, balance, events, last_version) VALUES ($1, $2, 1, $3)
-ON CONFLICT (account_id) DO UPDATE
-SET balance = bench_balances.balance + excluded.balance, events = bench_balances.events + 1,
-    last_version = excluded.last_version`, ev.AggregateID, amount, ev.AggregateVersion)
-	return err
-}
-
 func noop(context.Context, pgx.Tx, *eventstore.Event) error { return nil }
 
 // countingHandler counts the events handled and calls done once when the count
@@ -142,9 +112,6 @@ func (r *runner) catchUpGroup(ctx context.Context) error {
 	}
 	r.note("catch-up stream: %d events over %d aggregates, loaded in %.1f s by INSERT … SELECT (and vacuumed); projections run with the runtime's default batch size (%d) unless the row says otherwise",
 		n, n/eventsPerAggregate, time.Since(start).Seconds(), projection.DefaultBatchSize)
-	if _, err := pool.Exec(ctx, readModelDDL); err != nil {
-		return err
-	}
 	perPartition, err := partitionCounts(ctx, pool, catchUpPartitions)
 	if err != nil {
 		return err
@@ -182,25 +149,15 @@ func (r *runner) catchUpGroup(ctx context.Context) error {
 	}
 	r.add(batched)
 
-	// The upsert handler costs a round trip per event; it runs over the first 2% of the
-	// stream so that default sizes stay within minutes.
-	upsertTarget := int64(max(n/50, 2000))
-	for _, handler := range []string{handlerNoop, handlerUpsert} {
+	// Handlers that write are measured in the upsert group.
+	for _, handler := range []string{handlerNoop} {
 		target := int64(n)
-		if handler == handlerUpsert {
-			target = upsertTarget
-		}
 		layouts := []string{layoutOne, layoutInProcess, layoutProcesses}
 		if handler == handlerNoop {
 			layouts = append(layouts, layoutOldBatch)
 		}
 		for _, layout := range layouts {
 			name := fmt.Sprintf("%s handler, %s", handler, layout)
-			if handler == handlerUpsert {
-				if _, err := pool.Exec(ctx, `TRUNCATE bench_balances`); err != nil {
-					return err
-				}
-			}
 			spec := catchUpSpec{Database: url, Projection: fmt.Sprintf("bench_%d", len(r.report.Results)), Handler: handler, Target: target}
 			var res Result
 			switch layout {
@@ -220,9 +177,6 @@ func (r *runner) catchUpGroup(ctx context.Context) error {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			res.Name, res.RawName = name, rawReadName
-			if handler == handlerUpsert {
-				res.Note = fmt.Sprintf("first %d events of the stream", target)
-			}
 			r.add(res)
 		}
 	}

@@ -7,12 +7,19 @@
 //   - Append: [eventstore.Append] with one event per transaction (1 and 8 writers) and
 //     with 10, 100 and 1,000 events per call, against a plain multi-row INSERT of the
 //     same rows with the same number of rows per statement (and COPY) into the same
-//     esgen_events table, without version checks, locks or aggregate heads.
+//     esgen_events table, without version checks, locks or aggregate heads; and
+//     single-event appends in a transaction of the caller's (notifying at its commit,
+//     or after it with DeferNotify and NotifyAppended) against the raw INSERT in
+//     BEGIN … COMMIT.
 //   - Catch-up: a projection reading a preloaded stream from the start with 1 worker,
-//     4 partitions in one process and 4 worker processes, with a no-op handler and one
-//     that upserts a read-model row, against one streaming SELECT of the same rows in
-//     the same order. Rows scanned (pg_stat_user_tables) are set against rows returned,
-//     and peak memory is sampled (heap in process, max RSS for worker processes).
+//     4 partitions in one process and 4 worker processes, with a no-op handler,
+//     against one streaming SELECT of the same rows in the same order. Rows scanned
+//     (pg_stat_user_tables) are set against rows returned, and peak memory is sampled
+//     (heap in process; for worker processes the peak RSS each reads of itself, VmHWM).
+//   - Upsert: a handler that upserts one read-model row per event, with its writes
+//     queued (projection.Queue: one pipeline per batch) and with one round trip per
+//     event, against a hand-written loop that sends the same upserts as one pgx.Batch
+//     per transaction.
 //   - Latency from append to handled, median and p99, woken by NOTIFY and by polling.
 //   - Gap safety (what a long transaction costs the readers): catch-up with one
 //     worker while its checkpoint carries holes (transactions in another database and

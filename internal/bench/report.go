@@ -61,8 +61,8 @@ type Result struct {
 	// sequential reads, from pg_stat_user_tables), RowsReturned the events handled.
 	RowsScanned  int64 `json:"rows_scanned,omitempty"`
 	RowsReturned int64 `json:"rows_returned,omitempty"`
-	// PeakMemBytes is the peak Go heap in use (in-process scenarios) or the largest max
-	// RSS of the worker processes.
+	// PeakMemBytes is the peak Go heap in use (in-process scenarios) or the largest peak
+	// RSS of the worker processes (VmHWM, as each worker reads it of itself).
 	PeakMemBytes uint64  `json:"peak_mem_bytes,omitempty"`
 	P50Ms        float64 `json:"p50_ms,omitempty"`
 	P99Ms        float64 `json:"p99_ms,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,10 +23,31 @@ const WorkerEnv = "ESGEN_BENCH_WORKER"
 
 // workerResult is what a worker prints when it is done.
 type workerResult struct {
-	Events  int64  `json:"events"`
-	StartNs int64  `json:"start_ns"` // unix time when it got "go"
-	EndNs   int64  `json:"end_ns"`   // unix time when projection.Run returned
+	Events  int64 `json:"events"`
+	StartNs int64 `json:"start_ns"` // unix time when it got "go"
+	EndNs   int64 `json:"end_ns"`   // unix time when projection.Run returned
+	// PeakRSS is the worker's own peak resident set size (VmHWM of /proc/self/status;
+	// 0 where there is none), read when it is done.
+	PeakRSS uint64 `json:"peak_rss_bytes,omitempty"`
 	Error   string `json:"error,omitempty"`
+}
+
+// peakRSS returns this process's peak resident set size, VmHWM in /proc/self/status
+// (0 where there is none). A parent's rusage of its child (ru_maxrss from wait4) is
+// not that: on Linux it can count the parent's own size, copied into the child
+// between fork and exec.
+func peakRSS() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // RunWorkerIfRequested runs a catch-up worker and exits when WorkerEnv is set, and
@@ -70,7 +92,7 @@ func WorkerMain(ctx context.Context, specJSON string, in io.Reader, out io.Write
 	if err != nil {
 		return fail(err)
 	}
-	fmt.Fprintf(out, "%s\n", mustJSON(workerResult{Events: n, StartNs: start.UnixNano(), EndNs: start.Add(elapsed).UnixNano()}))
+	fmt.Fprintf(out, "%s\n", mustJSON(workerResult{Events: n, StartNs: start.UnixNano(), EndNs: start.Add(elapsed).UnixNano(), PeakRSS: peakRSS()}))
 	return 0
 }
 
@@ -150,7 +172,7 @@ func (r *runner) processes(ctx context.Context, statsPool *pgxpool.Pool, spec ca
 	}
 	var handled int64
 	var end time.Time
-	var peakRSS uint64
+	var peak uint64 // the largest peak RSS a worker reported of itself
 	var cpu time.Duration
 	var errs []error
 	for k, p := range procs {
@@ -169,8 +191,8 @@ func (r *runner) processes(ctx context.Context, statsPool *pgxpool.Pool, spec ca
 		if e := time.Unix(0, res.EndNs); e.After(end) {
 			end = e
 		}
+		peak = max(peak, res.PeakRSS)
 		if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			peakRSS = max(peakRSS, uint64(ru.Maxrss)<<10) // Linux reports KiB
 			cpu += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		}
 	}
@@ -183,6 +205,6 @@ func (r *runner) processes(ctx context.Context, statsPool *pgxpool.Pool, spec ca
 		return Result{}, err
 	}
 	return Result{Group: GroupCatchUp, Events: handled, Seconds: elapsed.Seconds(), EventsPerSec: float64(handled) / elapsed.Seconds(),
-		RowsScanned: after - before, RowsReturned: handled, PeakMemBytes: peakRSS, ClientCPUSeconds: cpu.Seconds(),
+		RowsScanned: after - before, RowsReturned: handled, PeakMemBytes: peak, ClientCPUSeconds: cpu.Seconds(),
 		Server: r.serverTime(ctx, statsPool)}, nil
 }

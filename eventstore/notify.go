@@ -1,0 +1,183 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/esgen-dev/esgen/generated/dbsqlc"
+)
+
+// notifyChannel is the channel appends notify (esgen_append notifies it too).
+const notifyChannel = "esgen_events"
+
+const (
+	// deferSQL makes the appends of the current transaction skip their in-transaction
+	// pg_notify (esgen_append reads the setting).
+	deferSQL = `SELECT set_config('esgen.notify', 'off', true)`
+	// notifyAfterSQL is the notification an esgen-owned transaction sends after its
+	// commit, unless the session turned notifications off (esgen.notify = off).
+	notifyAfterSQL = `SELECT pg_notify('` + notifyChannel + `', '') WHERE coalesce(current_setting('esgen.notify', true), '') <> 'off'`
+	notifySQL      = `SELECT pg_notify('` + notifyChannel + `', '')`
+)
+
+// DeferNotify makes the appends of the caller's transaction tx skip their notification,
+// so that the transaction does not hold NOTIFY's server-wide lock through its commit
+// (which makes notifying transactions commit one at a time). Call it in tx before the
+// first [Append], and call [NotifyAppended] once tx has committed: nothing else wakes
+// listening projections at once (they find the events at their next poll). A
+// transaction that rolls back notifies nobody either way.
+//
+// Appends that esgen runs in a transaction of its own (Append given a pool, or a
+// connection outside a transaction) already notify after their commit; DeferNotify is
+// for appends in a transaction of the caller's, which by default notify at their
+// commit, inside it.
+func DeferNotify(ctx context.Context, tx DBTX) error {
+	if _, err := tx.Exec(ctx, deferSQL); err != nil {
+		return fmt.Errorf("eventstore: defer the notification: %w", err)
+	}
+	return nil
+}
+
+// NotifyAppended wakes the projections listening for appends (pg_notify on
+// esgen_events, in a transaction of its own when db is a pool or a connection). Call
+// it after committing a transaction whose appends did not notify ([DeferNotify]), on
+// the same connection or any other. A notification says only "look again"; a spare one
+// costs the listeners one empty read.
+func NotifyAppended(ctx context.Context, db DBTX) error {
+	if _, err := db.Exec(ctx, notifySQL); err != nil {
+		return fmt.Errorf("eventstore: notify %s: %w", notifyChannel, err)
+	}
+	return nil
+}
+
+// ownConn returns the connection to append on in a transaction of esgen's own, and a
+// release function, when db is not in a transaction of the caller's: a pool, a pool's
+// connection or a connection that is idle (not inside BEGIN … COMMIT). Connections
+// configured with esgen.notify = off (?esgen.notify=off in their URL) do not notify at
+// all, so their appends stay a single statement in a transaction of its own.
+func ownConn(ctx context.Context, db DBTX) (*pgx.Conn, func(), bool, error) {
+	switch d := db.(type) {
+	case *pgxpool.Pool:
+		if quiet(d.Config().ConnConfig) {
+			return nil, nil, false, nil
+		}
+		c, err := d.Acquire(ctx)
+		if err != nil {
+			return nil, nil, true, err
+		}
+		return c.Conn(), c.Release, true, nil
+	case *pgxpool.Conn:
+		if d.Conn().PgConn().TxStatus() == 'I' && !quiet(d.Conn().Config()) {
+			return d.Conn(), func() {}, true, nil
+		}
+	case *pgx.Conn:
+		if d.PgConn().TxStatus() == 'I' && !quiet(d.Config()) {
+			return d, func() {}, true, nil
+		}
+	}
+	return nil, nil, false, nil
+}
+
+// quiet reports whether connections of cfg start with esgen.notify = off. (A session
+// that turns it off with SET is not seen here; its appends take the pipeline, which
+// then sends no notification either.)
+func quiet(cfg *pgx.ConnConfig) bool {
+	return cfg != nil && cfg.RuntimeParams["esgen.notify"] == "off"
+}
+
+// errCaptured ends a generated query at its first statement: see captured.
+var errCaptured = errors.New("eventstore: statement captured")
+
+// captured records the statement a generated query would send, so that it can be sent
+// in a pipeline with others (the statement's text stays in one place, sql/queries).
+type captured struct {
+	sql  string
+	args []any
+}
+
+func (c *captured) Query(_ context.Context, sql string, args ...any) (pgx.Rows, error) {
+	c.sql, c.args = sql, args
+	return nil, errCaptured
+}
+
+func (c *captured) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
+	return pgconn.CommandTag{}, errors.New("eventstore: Exec not captured")
+}
+
+func (c *captured) QueryRow(context.Context, string, ...any) pgx.Row {
+	return errRow{errors.New("eventstore: QueryRow not captured")}
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// appendOwn appends in a transaction of its own on conn and notifies after the commit,
+// in one round trip: BEGIN, the append with its notification off, COMMIT, then
+// pg_notify, sent as one pipeline. The server runs the pipeline's statements in order
+// and skips every statement after an error up to the pipeline's end, so the
+// notification runs only after the commit succeeded, as a transaction of its own. That
+// transaction writes no data, so its commit does not wait for a WAL flush, and NOTIFY's
+// server-wide lock is held only for that commit, never through the append's.
+func appendOwn(ctx context.Context, conn *pgx.Conn, p dbsqlc.AppendEventsParams) ([]dbsqlc.AppendEventsRow, error) {
+	var st captured
+	if _, err := queries.AppendEvents(ctx, &st, p); !errors.Is(err, errCaptured) {
+		return nil, err
+	}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(deferSQL)
+	b.Queue(st.sql, st.args...)
+	b.Queue("COMMIT")
+	b.Queue(notifyAfterSQL)
+	br := conn.SendBatch(ctx, b)
+	_, err := br.Exec()
+	if err == nil {
+		_, err = br.Exec()
+	}
+	var out []dbsqlc.AppendEventsRow
+	if err == nil {
+		out, err = scanAppended(br)
+	}
+	if err == nil {
+		_, err = br.Exec() // COMMIT
+	}
+	if err == nil {
+		_, err = br.Exec() // pg_notify
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		// A failed statement leaves the transaction aborted: end it, so that the
+		// connection can be used again (a pool drops a connection left in a
+		// transaction).
+		if !conn.IsClosed() && conn.PgConn().TxStatus() != 'I' {
+			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+func scanAppended(br pgx.BatchResults) ([]dbsqlc.AppendEventsRow, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []dbsqlc.AppendEventsRow
+	for rows.Next() {
+		var r dbsqlc.AppendEventsRow
+		if err := rows.Scan(&r.GlobalPosition, &r.AggregateVersion); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
