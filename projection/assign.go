@@ -50,6 +50,9 @@ import (
 // that dies loses its partitions after it (plus at most a tick).
 const DefaultLeaseTTL = 6 * time.Second
 
+// MinLeaseTTL is the shortest lease time [Run] accepts with Config.AutoAssign.
+const MinLeaseTTL = time.Second
+
 // LeaseChannel is the LISTEN/NOTIFY channel on which workers announce released
 // leases and new workers.
 const LeaseChannel = "esgen_leases"

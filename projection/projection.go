@@ -197,6 +197,9 @@ func (c Config) validate(p Projection) error {
 	if c.LeaseTTL < 0 {
 		return fmt.Errorf("lease time must not be negative, got %s", c.LeaseTTL)
 	}
+	if c.AutoAssign && c.LeaseTTL < MinLeaseTTL {
+		return fmt.Errorf("lease time must be at least %s, got %s: a worker renews its leases every third of it, and a shorter lease would move partitions at every pause of a process or the network", MinLeaseTTL, c.LeaseTTL)
+	}
 	seen := map[int]bool{}
 	for _, k := range c.Partitions {
 		if err := eventstore.CheckPartition(k, c.TotalPartitions); err != nil {

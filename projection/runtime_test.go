@@ -296,6 +296,8 @@ func TestConfigValidation(t *testing.T) {
 		{projection.Projection{Name: "x", Handler: h, Partitioned: true}, projection.Config{TotalPartitions: 4, Partitions: []int{1, 1}}, "listed twice"},
 		{projection.Projection{Name: "x", Handler: h}, projection.Config{BatchSize: -1}, "batch size"},
 		{projection.Projection{Name: "x", Handler: h}, projection.Config{PollInterval: -time.Second}, "poll interval"},
+		{projection.Projection{Name: "x", Handler: h, Partitioned: true}, projection.Config{TotalPartitions: 4, AutoAssign: true, LeaseTTL: 100 * time.Millisecond}, "lease time must be at least 1s"},
+		{projection.Projection{Name: "x", Handler: h, Partitioned: true}, projection.Config{TotalPartitions: 4, AutoAssign: true, Partitions: []int{1}}, "with automatic assignment"},
 	}
 	for _, c := range cases {
 		err := projection.Run(context.Background(), nil, c.p, c.cfg)

@@ -26,7 +26,7 @@ import (
 //	--database          DATABASE_URL       PostgreSQL connection URL (required)
 //	--partition-key     PARTITION_KEY      the partition(s) to run: 0, a list 0,2, all, or auto (default 0)
 //	--total-partitions  TOTAL_PARTITIONS   the partition count, 1..1024 (default 1)
-//	--lease-ttl         LEASE_TTL          with auto: the lease time, after which a dead worker's partitions move (default 6s)
+//	--lease-ttl         LEASE_TTL          with auto: the lease time, after which a dead worker's partitions move (default 6s, at least 1s)
 //	--worker-id         WORKER_ID          this worker's name in leases and esgen status (default host name and process id)
 //	--batch-size        BATCH_SIZE         events per transaction (default 1000)
 //	--poll-interval     POLL_INTERVAL      longest wait for new events (default 1s)
@@ -300,7 +300,7 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 	}
 	total := s.cfg.TotalPartitions
 	if v, name, ok := get("partition-key", "PARTITION_KEY"); ok {
-		switch v {
+		switch strings.ToLower(strings.TrimSpace(v)) {
 		case "all":
 			s.cfg.Partitions = nil // every key
 		case "auto":
@@ -309,7 +309,7 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 			for _, part := range strings.Split(v, ",") {
 				k, err := strconv.Atoi(strings.TrimSpace(part))
 				if err != nil {
-					return s, usageErr{fmt.Sprintf("%s is not a partition key: use a number, a list like 0,2, or all", name)}
+					return s, usageErr{fmt.Sprintf("%s is not a partition key: use a number 0..%d, a list like 0,2, all, or auto", name, total-1)}
 				}
 				if k < 0 || k >= total {
 					if total == 1 {
@@ -367,9 +367,12 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 	if s.cfg.LeaseTTL == 0 {
 		s.cfg.LeaseTTL = projection.DefaultLeaseTTL
 	}
+	if s.cfg.AutoAssign && s.cfg.LeaseTTL < projection.MinLeaseTTL {
+		return s, usageErr{fmt.Sprintf("the lease time %s is shorter than %s: a worker renews its leases every third of it, and a shorter lease moves partitions at every pause (default %s)", s.cfg.LeaseTTL, projection.MinLeaseTTL, projection.DefaultLeaseTTL)}
+	}
 	s.cfg.WorkerID = projection.DefaultWorkerID()
-	if v, _, ok := get("worker-id", "WORKER_ID"); ok {
-		s.cfg.WorkerID = v
+	if v, _, ok := get("worker-id", "WORKER_ID"); ok && strings.TrimSpace(v) != "" {
+		s.cfg.WorkerID = strings.TrimSpace(v)
 	}
 	if v, name, ok := get("max-retries", "MAX_RETRIES"); ok {
 		n, err := strconv.Atoi(v)

@@ -237,3 +237,33 @@ func TestMonitorAssignment(t *testing.T) {
 		t.Error("the released partition still has state series")
 	}
 }
+
+// A partition key that is neither a key nor all/auto says what is allowed; auto and
+// all are taken in any case; an empty worker id keeps the default; a lease shorter
+// than projection.MinLeaseTTL is refused.
+func TestAutoSettingsEdges(t *testing.T) {
+	env := func(kv ...string) func(string) (string, bool) {
+		m := map[string]string{"DATABASE_URL": "postgres://x@127.0.0.1/db"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+	}
+	p := projection.Projection{Name: "balances", Partitioned: true}
+	_, err := parseSettings(p, []string{"--partition-key=auto,1", "--total-partitions=4"}, env(), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "use a number 0..3, a list like 0,2, all, or auto") {
+		t.Errorf("auto,1: %v", err)
+	}
+	s, err := parseSettings(p, []string{"--partition-key=AUTO", "--total-partitions=4", "--worker-id="}, env(), io.Discard, io.Discard)
+	if err != nil || !s.cfg.AutoAssign || s.cfg.WorkerID != projection.DefaultWorkerID() {
+		t.Errorf("AUTO with an empty worker id: %v, auto %v, worker %q", err, s.cfg.AutoAssign, s.cfg.WorkerID)
+	}
+	_, err = parseSettings(p, nil, env("PARTITION_KEY", "auto", "TOTAL_PARTITIONS", "4", "LEASE_TTL", "100ms"), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "the lease time 100ms is shorter than 1s") {
+		t.Errorf("LEASE_TTL=100ms: %v", err)
+	}
+	// Static workers register with the lease time too, but it moves nothing of theirs.
+	if _, err := parseSettings(p, nil, env("PARTITION_KEY", "0", "TOTAL_PARTITIONS", "4", "LEASE_TTL", "100ms"), io.Discard, io.Discard); err != nil {
+		t.Errorf("static with LEASE_TTL=100ms: %v", err)
+	}
+}
