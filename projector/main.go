@@ -235,7 +235,7 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 	}
 	fs.String("database", "", "PostgreSQL connection URL (env DATABASE_URL)")
 	fs.String("partition-key", "", "partition key(s) to run: 0, a list 0,2, all, or auto to share the partitions with the other auto workers (env PARTITION_KEY; default 0)")
-	fs.String("lease-ttl", "", "with --partition-key=auto: the lease time; a worker that stops renewing loses its partitions after it (env LEASE_TTL; default 6s)")
+	fs.String("lease-ttl", "", "with --partition-key=auto: the lease time; a worker that stops renewing loses its partitions after it (env LEASE_TTL; default 6s, at least 1s)")
 	fs.String("worker-id", "", "this worker's name in the partition leases and esgen status, unique per running worker (env WORKER_ID; default host name and process id)")
 	fs.String("total-partitions", "", fmt.Sprintf("partition count, 1..%d (env TOTAL_PARTITIONS; default 1)", projection.MaxPartitions))
 	fs.String("batch-size", "", "events per transaction (env BATCH_SIZE; default 1000)")
