@@ -27,9 +27,12 @@ import (
 // built again. Workers read through the index once it is usable (they look every
 // partitionIndexCheck), without a restart.
 
+// partitionIndexPrefix begins the name of every partition index.
+const partitionIndexPrefix = "esgen_events_partitions_"
+
 // PartitionIndexName is the name of the partition index of a partition count.
 func PartitionIndexName(count int) string {
-	return "esgen_events_partitions_" + strconv.Itoa(count)
+	return partitionIndexPrefix + strconv.Itoa(count)
 }
 
 // partitionIndexLock is the session advisory lock (two-key form, so apart from the
@@ -137,7 +140,7 @@ func dropUnusedPartitionIndexes(ctx context.Context, conn DBTX) ([]string, error
 	}
 	var dropped []string
 	for _, i := range idx {
-		n, err := strconv.Atoi(strings.TrimPrefix(i.Name, "esgen_events_partitions_"))
+		n, err := strconv.Atoi(strings.TrimPrefix(i.Name, partitionIndexPrefix))
 		if err != nil {
 			continue
 		}

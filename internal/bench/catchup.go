@@ -247,13 +247,18 @@ type rawEvent struct {
 	created             pgtype.Timestamptz
 }
 
+// scan decodes the current row of a SELECT of eventColumns into e.
+func (e *rawEvent) scan(rows pgx.Rows) error {
+	return rows.Scan(&e.pos, &e.tx, &e.id, &e.aggType, &e.aggID, &e.ver, &e.typ, &e.evVer, &e.hash,
+		&e.payload, &e.meta, &e.corr, &e.caus, &e.created)
+}
+
 // scanEvents decodes every row into e and returns the count.
 func scanEvents(rows pgx.Rows, e *rawEvent) (int64, error) {
 	defer rows.Close()
 	var n int64
 	for rows.Next() {
-		if err := rows.Scan(&e.pos, &e.tx, &e.id, &e.aggType, &e.aggID, &e.ver, &e.typ, &e.evVer, &e.hash,
-			&e.payload, &e.meta, &e.corr, &e.caus, &e.created); err != nil {
+		if err := e.scan(rows); err != nil {
 			return n, err
 		}
 		n++
@@ -281,50 +286,87 @@ ORDER BY transaction_id, global_position`)
 // transaction one batch of the runtime's default size after a checkpoint row, then the
 // checkpoint row moved. It shows what batching alone costs, apart from the runtime.
 func (r *runner) rawBatchedRead(ctx context.Context, pool *pgxpool.Pool, url string) (Result, error) {
-	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_checkpoint (id int PRIMARY KEY, tx xid8 NOT NULL, pos bigint NOT NULL);
-INSERT INTO bench_checkpoint VALUES (1, '0', 0) ON CONFLICT (id) DO UPDATE SET tx = '0', pos = 0`); err != nil {
+	if _, err := pool.Exec(ctx, rawCheckpointSQL); err != nil {
 		return Result{}, err
 	}
 	batch := projection.DefaultBatchSize
 	res, err := r.measureRead(ctx, pool, url, func(conn *pgx.Conn) (int64, error) {
-		var total int64
-		for {
-			tx, err := conn.Begin(ctx)
-			if err != nil {
-				return total, err
-			}
-			var e rawEvent
-			if err := tx.QueryRow(ctx, `SELECT tx, pos FROM bench_checkpoint WHERE id = 1 FOR UPDATE`).Scan(&e.tx, &e.pos); err != nil {
-				_ = tx.Rollback(ctx)
-				return total, err
-			}
-			rows, err := tx.Query(ctx, `SELECT `+eventColumns+` FROM esgen_events
-WHERE (transaction_id, global_position) > ($1, $2) AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY transaction_id, global_position LIMIT $3`, e.tx, e.pos, batch)
-			if err != nil {
-				_ = tx.Rollback(ctx)
-				return total, err
-			}
-			n, err := scanEvents(rows, &e)
-			if err == nil && n > 0 {
-				_, err = tx.Exec(ctx, `UPDATE bench_checkpoint SET tx = $1, pos = $2 WHERE id = 1`, e.tx, e.pos)
-			}
-			if err == nil {
-				err = tx.Commit(ctx)
-			}
-			if err != nil {
-				_ = tx.Rollback(ctx)
-				return total, err
-			}
-			total += n
-			if n < int64(batch) {
-				return total, nil
-			}
-		}
+		return rawBatches(ctx, conn, batch, nil)
 	})
 	res.Name, res.RawName = fmt.Sprintf("raw batched read, %d rows + checkpoint per tx", batch), rawReadName
 	res.Note = "a hand-written loop: BEGIN, lock a checkpoint row, SELECT … LIMIT, UPDATE the checkpoint, COMMIT"
 	return res, err
+}
+
+// rawCheckpointSQL creates the checkpoint row of the raw batched loops, or puts it back
+// at the start of the stream.
+const rawCheckpointSQL = `CREATE TABLE IF NOT EXISTS bench_checkpoint (id int PRIMARY KEY, tx xid8 NOT NULL, pos bigint NOT NULL);
+INSERT INTO bench_checkpoint VALUES (1, '0', 0) ON CONFLICT (id) DO UPDATE SET tx = '0', pos = 0`
+
+// rawBatches is the loop of a minimal hand-written projection, until a batch is not
+// full: per transaction, lock the checkpoint row, read up to limit events after it
+// (commit-safe), call each for every event (it may queue writes into the batch's
+// pgx.Batch, sent as one pipeline), move the checkpoint, commit. each may be nil. It
+// returns the events read.
+func rawBatches(ctx context.Context, conn *pgx.Conn, limit int, each func(e *rawEvent, writes *pgx.Batch) error) (int64, error) {
+	var total int64
+	for {
+		n, err := rawBatch(ctx, conn, limit, each)
+		total += n
+		if err != nil || n < int64(limit) {
+			return total, err
+		}
+	}
+}
+
+// rawBatch is one transaction of rawBatches.
+func rawBatch(ctx context.Context, conn *pgx.Conn, limit int, each func(*rawEvent, *pgx.Batch) error) (int64, error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(ctx)
+	var e rawEvent
+	if err := tx.QueryRow(ctx, `SELECT tx, pos FROM bench_checkpoint WHERE id = 1 FOR UPDATE`).Scan(&e.tx, &e.pos); err != nil {
+		return 0, err
+	}
+	rows, err := tx.Query(ctx, `SELECT `+eventColumns+` FROM esgen_events
+WHERE (transaction_id, global_position) > ($1, $2) AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY transaction_id, global_position LIMIT $3`, e.tx, e.pos, limit)
+	if err != nil {
+		return 0, err
+	}
+	var writes pgx.Batch
+	var n int64
+	for rows.Next() {
+		if err := e.scan(rows); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		n++
+		if each != nil {
+			if err := each(&e, &writes); err != nil {
+				rows.Close()
+				return 0, err
+			}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, tx.Commit(ctx)
+	}
+	if writes.Len() > 0 {
+		if err := tx.SendBatch(ctx, &writes).Close(); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE bench_checkpoint SET tx = $1, pos = $2 WHERE id = 1`, e.tx, e.pos); err != nil {
+		return 0, err
+	}
+	return n, tx.Commit(ctx)
 }
 
 // measureRead times read on a connection of its own and counts the rows it read from

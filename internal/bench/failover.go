@@ -287,8 +287,8 @@ func (f *failover) probe(ctx context.Context, within time.Duration) (map[int]str
 			return nil, time.Time{}, fmt.Errorf("after %s, %d of %d partitions handled their probe (handled by %v); projector logs:\n%s",
 				within, len(holders), failoverPartitions, holders, f.logs())
 		}
-		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
-			return nil, time.Time{}, err
+		if sleep(ctx, 10*time.Millisecond); ctx.Err() != nil {
+			return nil, time.Time{}, ctx.Err()
 		}
 	}
 }
@@ -321,8 +321,8 @@ func (f *failover) balanced(ctx context.Context) (time.Duration, error) {
 			return 0, fmt.Errorf("no fair share of %d partitions over %d workers after a minute: %v; projector logs:\n%s",
 				failoverPartitions, len(live), share, f.logs())
 		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
-			return 0, err
+		if sleep(ctx, 100*time.Millisecond); ctx.Err() != nil {
+			return 0, ctx.Err()
 		}
 	}
 }
@@ -395,15 +395,4 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return string(bytes.Join(lines, []byte("\n"))) + "\n"
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

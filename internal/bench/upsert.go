@@ -153,20 +153,19 @@ func checkBalances(ctx context.Context, pool *pgxpool.Pool, n int64) error {
 // batch after it, move it) and sends the batch's upserts, the same statements the
 // handlers send, as one pgx.Batch before moving the checkpoint.
 func (r *runner) rawUpserts(ctx context.Context, pool *pgxpool.Pool, url string, n int64) (Result, error) {
-	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_checkpoint (id int PRIMARY KEY, tx xid8 NOT NULL, pos bigint NOT NULL);
-INSERT INTO bench_checkpoint VALUES (1, '0', 0) ON CONFLICT (id) DO UPDATE SET tx = '0', pos = 0`); err != nil {
+	if _, err := pool.Exec(ctx, rawCheckpointSQL); err != nil {
 		return Result{}, err
 	}
 	limit := projection.DefaultBatchSize
 	res, err := r.measureRead(ctx, pool, url, func(conn *pgx.Conn) (int64, error) {
-		var total int64
-		for {
-			m, err := rawUpsertBatch(ctx, conn, limit)
-			total += m
-			if err != nil || m < int64(limit) {
-				return total, err
+		return rawBatches(ctx, conn, limit, func(e *rawEvent, writes *pgx.Batch) error {
+			amount, err := balanceDelta(e.typ, e.payload)
+			if err != nil {
+				return err
 			}
-		}
+			writes.Queue(upsertBalanceSQL, e.aggID, amount, e.ver)
+			return nil
+		})
 	})
 	if err != nil {
 		return Result{}, err
@@ -177,54 +176,6 @@ INSERT INTO bench_checkpoint VALUES (1, '0', 0) ON CONFLICT (id) DO UPDATE SET t
 	res.Group, res.Name, res.Raw = GroupUpsert, upsertRawName, true
 	res.Note = "BEGIN, lock a checkpoint row, SELECT … LIMIT, one pgx.Batch of upserts, UPDATE the checkpoint, COMMIT"
 	return res, checkBalances(ctx, pool, n)
-}
-
-// rawUpsertBatch is one transaction of rawUpserts; it returns the events it handled.
-func rawUpsertBatch(ctx context.Context, conn *pgx.Conn, limit int) (int64, error) {
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback(ctx)
-	var e rawEvent
-	if err := tx.QueryRow(ctx, `SELECT tx, pos FROM bench_checkpoint WHERE id = 1 FOR UPDATE`).Scan(&e.tx, &e.pos); err != nil {
-		return 0, err
-	}
-	rows, err := tx.Query(ctx, `SELECT `+eventColumns+` FROM esgen_events
-WHERE (transaction_id, global_position) > ($1, $2) AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY transaction_id, global_position LIMIT $3`, e.tx, e.pos, limit)
-	if err != nil {
-		return 0, err
-	}
-	var b pgx.Batch
-	for rows.Next() {
-		if err := rows.Scan(&e.pos, &e.tx, &e.id, &e.aggType, &e.aggID, &e.ver, &e.typ, &e.evVer, &e.hash,
-			&e.payload, &e.meta, &e.corr, &e.caus, &e.created); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		amount, err := balanceDelta(e.typ, e.payload)
-		if err != nil {
-			rows.Close()
-			return 0, err
-		}
-		b.Queue(upsertBalanceSQL, e.aggID, amount, e.ver)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, err
-	}
-	m := int64(b.Len())
-	if m == 0 {
-		return 0, tx.Commit(ctx)
-	}
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		return 0, err
-	}
-	if _, err := tx.Exec(ctx, `UPDATE bench_checkpoint SET tx = $1, pos = $2 WHERE id = 1`, e.tx, e.pos); err != nil {
-		return 0, err
-	}
-	return m, tx.Commit(ctx)
 }
 
 // upsertRun runs a projection with handler over the partitions parts of len(parts) in
