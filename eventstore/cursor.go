@@ -52,6 +52,11 @@ func (c Cursor) Handled(p Position) bool {
 	return true
 }
 
+// hole reports whether transaction x is one of c's holes.
+func (c Cursor) hole(x uint64) bool {
+	return slices.ContainsFunc(c.Holes, func(h Hole) bool { return h.TransactionID == x })
+}
+
 // Equal reports whether c and d are the same cursor.
 func (c Cursor) Equal(d Cursor) bool {
 	return c.Position == d.Position && slices.Equal(c.Holes, d.Holes)

@@ -2,9 +2,11 @@ package eventstore
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -73,85 +75,45 @@ func (d *decoder) event(rows pgx.Rows, ev *Event) error {
 func ScanBatch(rows pgx.Rows, from Cursor, limit int) (Batch, error) {
 	defer rows.Close()
 	fds := rows.FieldDescriptions()
-	if len(fds) != numColumns+len(readsql.GapSafeColumns) {
-		return Batch{}, columnsErr(rows, fmt.Errorf("eventstore: scan batch: %d columns, want %d", len(fds), numColumns+len(readsql.GapSafeColumns)))
-	}
-	for i, name := range readsql.GapSafeColumns {
-		if fds[numColumns+i].Name != name {
-			return Batch{}, fmt.Errorf("eventstore: scan batch: column %d is %s, want %s", numColumns+i+1, fds[numColumns+i].Name, name)
-		}
+	if len(fds) != numColumns {
+		return Batch{}, columnsErr(rows, fmt.Errorf("eventstore: scan batch: %d columns, want the %d of esgen_events", len(fds), numColumns))
 	}
 	dec := decoder{}
 	if err := dec.plan(fds, rows.Conn()); err != nil {
 		return Batch{}, columnsErr(rows, err)
 	}
-	m := pgtype.NewMap()
-	if c := rows.Conn(); c != nil {
-		m = c.TypeMap()
-	}
-	kindFd := fds[numColumns]
-	kindFast := kindFd.DataTypeOID == pgtype.Int4OID && kindFd.Format == pgtype.BinaryFormatCode
 	var (
 		snap    Snapshot
 		hasSnap bool
-		events  = make([]Event, 0, limit)
-		holes   int // events[:holes] are hole rows
+		hs      []Event     // rows of holes
+		rs      eventChunks // rows after from's position
 	)
 	for rows.Next() {
 		v := rows.RawValues()
-		var kind int32
-		if kindFast && len(v[numColumns]) == 4 {
-			kind = int32(binary.BigEndian.Uint32(v[numColumns]))
-		} else if err := m.Scan(kindFd.DataTypeOID, kindFd.Format, v[numColumns], &kind); err != nil {
-			return Batch{}, fmt.Errorf("eventstore: scan batch: %s: %w", readsql.GapSafeColumns[0], err)
-		}
-		switch kind {
-		case readsql.KindSnapshot:
-			var xmax pgtype.Uint64
-			var xip []pgtype.Uint64
-			if err := m.Scan(fds[numColumns+1].DataTypeOID, fds[numColumns+1].Format, v[numColumns+1], &xmax); err != nil {
-				return Batch{}, fmt.Errorf("eventstore: scan batch: snapshot xmax: %w", err)
+		if v[colGlobalPosition] == nil {
+			// The snapshot row (readsql: a gap-safe read's first row).
+			if hasSnap {
+				return Batch{}, errors.New("eventstore: scan batch: two snapshot rows")
 			}
-			if err := m.Scan(fds[numColumns+2].DataTypeOID, fds[numColumns+2].Format, v[numColumns+2], &xip); err != nil {
-				return Batch{}, fmt.Errorf("eventstore: scan batch: snapshot running transactions: %w", err)
-			}
-			var standby bool
-			if err := m.Scan(fds[numColumns+3].DataTypeOID, fds[numColumns+3].Format, v[numColumns+3], &standby); err != nil {
-				return Batch{}, fmt.Errorf("eventstore: scan batch: in recovery: %w", err)
-			}
-			if standby {
-				return Batch{}, ErrStandby
-			}
-			var headTx pgtype.Uint64
-			var headPos pgtype.Int8
-			if err := m.Scan(fds[numColumns+4].DataTypeOID, fds[numColumns+4].Format, v[numColumns+4], &headTx); err != nil {
-				return Batch{}, fmt.Errorf("eventstore: scan batch: head: %w", err)
-			}
-			if err := m.Scan(fds[numColumns+5].DataTypeOID, fds[numColumns+5].Format, v[numColumns+5], &headPos); err != nil {
-				return Batch{}, fmt.Errorf("eventstore: scan batch: head: %w", err)
-			}
-			snap = Snapshot{Xmax: xmax.Uint64, Running: make([]uint64, len(xip))}
-			if headTx.Valid && headPos.Valid {
-				snap.Head = Position{TransactionID: headTx.Uint64, GlobalPosition: headPos.Int64}
-			}
-			for i, x := range xip {
-				snap.Running[i] = x.Uint64
-			}
-			slices.Sort(snap.Running)
-			hasSnap = true
-		case readsql.KindHole, readsql.KindAfter:
-			events = append(events, Event{})
-			if err := dec.event(rows, &events[len(events)-1]); err != nil {
+			var err error
+			if snap, err = decodeSnapshot(v[colPayload], fds[colPayload]); err != nil {
 				return Batch{}, err
 			}
-			if kind == readsql.KindHole {
-				if holes != len(events)-1 {
-					return Batch{}, errors.New("eventstore: scan batch: a hole's row after the rows after the position")
-				}
-				holes++
-			}
+			hasSnap = true
+			continue
+		}
+		// Decoded in place: most rows are rows after the position.
+		ev := rs.next()
+		if err := dec.event(rows, ev); err != nil {
+			return Batch{}, err
+		}
+		switch {
+		case from.Position.Less(ev.Position):
+		case ev.Position.TransactionID < from.TransactionID && from.hole(ev.Position.TransactionID):
+			hs = append(hs, *ev)
+			rs.drop()
 		default:
-			return Batch{}, fmt.Errorf("eventstore: scan batch: unknown part %d", kind)
+			return Batch{}, fmt.Errorf("eventstore: scan batch: event at %s is neither after %s nor of one of its holes", ev.Position, from)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -160,13 +122,114 @@ func ScanBatch(rows pgx.Rows, from Cursor, limit int) (Batch, error) {
 	if !hasSnap {
 		return Batch{}, errors.New("eventstore: scan batch: the read returned no snapshot")
 	}
-	hs, rs := events[:holes:holes], events[holes:]
-	for _, part := range [][]Event{hs, rs} {
+	after := rs.all()
+	for _, part := range [][]Event{hs, after} {
 		if !slices.IsSortedFunc(part, byPosition) {
 			slices.SortStableFunc(part, byPosition)
 		}
 	}
-	return NewBatch(from, snap, hs, rs, limit), nil
+	return NewBatch(from, snap, hs, after, limit), nil
+}
+
+// eventChunks collects the events of a read without knowing how many there will be:
+// in chunks, joined once at the end, so that a read allocates about what its rows
+// take (a read of a few rows does not allocate for its limit, a large one does not
+// copy its events again on every growth of a slice).
+type eventChunks struct {
+	full [][]Event
+	cur  []Event
+	n    int
+}
+
+const eventChunk = 512
+
+// next returns the next event, zeroed, to decode into.
+func (c *eventChunks) next() *Event {
+	if len(c.cur) == cap(c.cur) {
+		if c.cur != nil {
+			c.full = append(c.full, c.cur)
+		}
+		size := eventChunk
+		if c.n == 0 {
+			size = 32 // an idle partition's read finds a few rows, if any
+		}
+		c.cur = make([]Event, 0, size)
+	}
+	c.cur = c.cur[:len(c.cur)+1]
+	c.n++
+	return &c.cur[len(c.cur)-1]
+}
+
+// drop removes the event next returned last.
+func (c *eventChunks) drop() {
+	c.cur[len(c.cur)-1] = Event{}
+	c.cur = c.cur[:len(c.cur)-1]
+	c.n--
+}
+
+// all returns the events in order, in one slice.
+func (c *eventChunks) all() []Event {
+	if len(c.full) == 0 {
+		return c.cur
+	}
+	out := make([]Event, 0, c.n)
+	for _, ch := range c.full {
+		out = append(out, ch...)
+	}
+	return append(out, c.cur...)
+}
+
+// snapshotJSON is the snapshot row's payload (readsql's Snapshot… keys).
+type snapshotJSON struct {
+	Xmax         string   `json:"xmax"`
+	Running      []string `json:"running"`
+	InRecovery   bool     `json:"in_recovery"`
+	HeadTxID     *string  `json:"head_transaction_id"`
+	HeadPosition *int64   `json:"head_position"`
+}
+
+// decodeSnapshot decodes the snapshot row's payload (jsonb, in either format).
+func decodeSnapshot(v []byte, fd pgconn.FieldDescription) (Snapshot, error) {
+	if fd.DataTypeOID == pgtype.JSONBOID && fd.Format == pgtype.BinaryFormatCode {
+		if len(v) == 0 || v[0] != 1 {
+			return Snapshot{}, fmt.Errorf("eventstore: scan batch: snapshot: jsonb: %w", errBadValue)
+		}
+		v = v[1:]
+	}
+	var j snapshotJSON
+	if err := json.Unmarshal(v, &j); err != nil {
+		return Snapshot{}, fmt.Errorf("eventstore: scan batch: snapshot: %w", err)
+	}
+	if j.InRecovery {
+		return Snapshot{}, ErrStandby
+	}
+	xid := func(s string) (uint64, error) {
+		x, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("eventstore: scan batch: snapshot: transaction id %q: %w", s, err)
+		}
+		return x, nil
+	}
+	var snap Snapshot
+	var err error
+	if snap.Xmax, err = xid(j.Xmax); err != nil {
+		return Snapshot{}, err
+	}
+	snap.Running = make([]uint64, len(j.Running))
+	for i, s := range j.Running {
+		if snap.Running[i], err = xid(s); err != nil {
+			return Snapshot{}, err
+		}
+	}
+	slices.Sort(snap.Running)
+	if j.HeadTxID != nil && j.HeadPosition != nil {
+		tx, err := xid(*j.HeadTxID)
+		if err != nil {
+			return Snapshot{}, err
+		}
+		snap.Head = Position{TransactionID: tx, GlobalPosition: *j.HeadPosition}
+	}
+	return snap, nil
 }
 
 func byPosition(a, b Event) int {

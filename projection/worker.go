@@ -104,8 +104,29 @@ type worker struct {
 	lagCounting sync.WaitGroup // the count running, if any
 
 	next  *eventstore.Cursor // the checkpoint this worker just committed, while catching up
-	ahead *readAhead         // the next batch, being read on another connection
+	ahead *readAhead         // the next read, being read on another connection
+	held  *heldRows          // events read and not yet handled, while catching up
 }
+
+// readRows is how many events a partition reads per statement, at least: a read
+// returns up to max(batch size, readRows) events, which the partition handles in
+// transactions of the batch size. Reading fewer rows per statement costs the server a
+// statement's fixed work (its executor, snapshot and index descent) and a round trip
+// for every batch; handling more per transaction makes transactions longer.
+const readRows = 5000
+
+// heldRows are the events of a read that the partition has not handled yet: Events
+// from off on, whose cursor is b.Next(off). Handling them in later transactions is
+// the same as reading them again from that cursor in the same snapshot: a batch's
+// prefix and the rest of it are both cut from one read (eventstore.Batch.Next).
+type heldRows struct {
+	b           eventstore.Batch
+	off         int
+	skipRetired bool // read without the events retired layouts handled
+}
+
+// readLimit is the limit of a partition's read for a batch of limit events.
+func readLimit(limit int) int { return max(limit, readRows) }
 
 // lagCountInterval is how often a partition that is behind counts its lag exactly.
 const lagCountInterval = 5 * time.Second
@@ -445,10 +466,13 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	if w.limit > 0 {
 		limit, w.limit = w.limit, 0 // one smaller batch; run sets it again on a failure
 	}
+	rlimit := readLimit(limit)
+	skipRetired := w.skipRetired // how this batch's events are (or were) read
 	// A failed batch discards what was read ahead after it.
 	defer func() {
 		if err != nil || !full {
 			w.dropReadAhead(hardCtx)
+			w.held = nil
 		}
 	}()
 	key := dbsqlc.GetCheckpointParams{Projection: w.p.Name, Generation: w.gen, PartitionKey: int32(w.key)}
@@ -457,20 +481,32 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	var (
 		tx    pgx.Tx
 		b     eventstore.Batch
-		ahead bool
+		off   int  // the batch's events are b.Events[off:], up to limit of them
+		ahead bool // b was read ahead, in tx
+		held  bool // b was read for an earlier batch: its rest is this batch
 	)
 	if catchingUp {
 		// Right after a full batch this worker committed: it knows its checkpoint
-		// (the lock below checks it). The batch may have been read already, while the
-		// last one was handled.
+		// (the lock below checks it). The batch's events may be in hand already: the
+		// rest of the last read, or a read made while the last batch was handled.
 		from, w.next = *w.next, nil
-		tx, b, ahead = w.takeReadAhead(hardCtx, from, limit)
+		if h := w.held; h != nil {
+			w.held = nil
+			if h.skipRetired == skipRetired && h.b.Next(h.off).Equal(from) {
+				b, off, held = h.b, h.off, true
+			}
+		}
+		if !held {
+			tx, b, ahead = w.takeReadAhead(hardCtx, from, rlimit)
+		}
 	}
 	// Until the checkpoint is locked nothing is in hand: reading and waiting for the
 	// lock end with ctx. The read comes first and the lock only when there is work, so
 	// an idle poll takes no transaction id.
 	if !ahead {
-		w.dropReadAhead(hardCtx)
+		if !held {
+			w.dropReadAhead(hardCtx)
+		}
 		tx, err = w.pool.Begin(ctx)
 		if err != nil {
 			return 0, false, fmt.Errorf("begin: %w", err)
@@ -502,20 +538,21 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	// running transactions (kept as holes), so that its low watermark stays close to
 	// the head.
 	followHead := !catchingUp && (w.skipRetired || time.Since(w.lastIdle) >= idleAdvance)
-	if !ahead {
-		b, err = w.read(ctx, tx, from, limit, w.skipRetired, followHead)
+	if !ahead && !held {
+		b, err = w.read(ctx, tx, from, rlimit, skipRetired, followHead)
 		if err != nil {
 			return 0, false, fmt.Errorf("read partition after %s: %w", from, err)
 		}
 	}
-	rows := b.Events
-	full = !b.Complete()
-	if full {
-		// More may be waiting: read the next batch while this one is handled.
-		w.startReadAhead(ctx, b.Next(len(rows)), w.cfg.BatchSize)
+	end := min(off+limit, len(b.Events))
+	rows := b.Events[off:end]
+	full = end < len(b.Events) || !b.Complete()
+	if !held && !b.Complete() {
+		// More may be waiting: read on after this read while its events are handled.
+		w.startReadAhead(ctx, b.Next(len(b.Events)), rlimit)
 	}
-	to := b.Next(len(rows))
-	if followHead {
+	to := b.Next(end)
+	if followHead && end == len(b.Events) {
 		to = b.Head()
 		w.lastIdle = time.Now()
 	}
@@ -614,6 +651,9 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	}
 	if full {
 		w.next = &to
+		if end < len(b.Events) {
+			w.held = &heldRows{b: b, off: end, skipRetired: skipRetired}
+		}
 	}
 	if retried {
 		w.failID, w.failAttempts = uuid.Nil, 0

@@ -19,6 +19,7 @@ package readsql
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -38,20 +39,34 @@ var types = [...]string{
 	"text", "integer", "bigint", "jsonb", "jsonb", "uuid", "uuid", "timestamptz",
 }
 
-// The columns a gap-safe read adds after Columns: which part of the read a row is
-// (KindSnapshot, KindHole or KindAfter) and, on the snapshot row only, the statement's
-// snapshot (its xmax and the transaction ids running in it) and whether the server is
+// A gap-safe read ([ReadFrom], [ReadPartition]) returns the columns of esgen_events
+// (Columns) and nothing else, so that its event rows cost the server and the client
+// what a plain read of the same rows costs. Its first row is the snapshot row: its
+// global_position is NULL (no event's is), and its payload holds the statement's
+// snapshot as a JSON object with the keys below: the snapshot's xmax and the
+// transaction ids running in it (as strings of decimal digits), whether the server is
 // a standby (in recovery), where the running ids are not known, and, when asked for,
-// the position of the newest committed event (the head of the stream; NULL when not
-// asked for or when there is none).
-var GapSafeColumns = [...]string{"read_kind", "snapshot_xmax", "snapshot_xip", "in_recovery", "head_transaction_id", "head_position"}
-
-// The parts of a gap-safe read, in the order the statement returns them.
+// the position of the newest committed event (the head of the stream; absent when not
+// asked for, null when there is none). Its other columns are NULL.
+//
+// The event rows follow: the rows of holes whose transactions have ended, then the
+// rows after the cursor's position, each part in (transaction id, position) order. A
+// hole's transaction id is below the cursor's (see eventstore.Cursor), so a row's
+// transaction id says which part it is of.
 const (
-	KindSnapshot = 0 // one row: the snapshot, no event
-	KindHole     = 1 // rows of holes whose transactions have ended, after their positions
-	KindAfter    = 2 // rows after the cursor's position
+	SnapshotXmax              = "xmax"
+	SnapshotRunning           = "running"
+	SnapshotInRecovery        = "in_recovery"
+	SnapshotHeadTransactionID = "head_transaction_id"
+	SnapshotHeadPosition      = "head_position"
 )
+
+// snapshotRowName marks a gap-safe read's text (see IsGapSafe).
+const snapshotRowName = "-- snapshot row first"
+
+// IsGapSafe reports whether sql is a gap-safe read, whose first row is the snapshot
+// row.
+func IsGapSafe(sql string) bool { return strings.Contains(sql, snapshotRowName) }
 
 // columnList is Columns as a select list on esgen_events e.
 var columnList = "e." + strings.Join(Columns[:6], ", e.") + ",\n       e." + strings.Join(Columns[6:], ", e.")
@@ -379,34 +394,32 @@ func (b *builder) gapSafe(name string, f Filter, holes Holes, mode partitionMode
 	part := b.partition(f, mode)
 	rest := append(nonEmpty(b.eventTypes(f.EventTypes)), extra...)
 	cond := append(nonEmpty(part), rest...)
-	nulls := make([]string, len(Columns))
+	cols := make([]string, len(Columns))
 	for i, c := range Columns {
-		nulls[i] = "NULL::" + types[i] + " AS " + c
+		cols[i] = "NULL::" + types[i] + " AS " + c
 	}
-	var sql strings.Builder
-	sql.WriteString("-- name: " + name + "\n")
-	sql.WriteString("WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS s)\n")
-	fmt.Fprintf(&sql, `SELECT %s,
-       %d AS %s, pg_snapshot_xmax(s) AS %s, ARRAY(SELECT pg_snapshot_xip(s)) AS %s, pg_is_in_recovery() AS %s,
-`, strings.Join(nulls, ", "), KindSnapshot, GapSafeColumns[0], GapSafeColumns[1], GapSafeColumns[2], GapSafeColumns[3])
+	snapshot := fmt.Sprintf("'%s', pg_snapshot_xmax(s)::text, '%s', ARRAY(SELECT x::text FROM pg_snapshot_xip(s) AS x), '%s', pg_is_in_recovery()",
+		SnapshotXmax, SnapshotRunning, SnapshotInRecovery)
 	if head {
-		fmt.Fprintf(&sql, `       hd.transaction_id AS %s, hd.global_position AS %s
-FROM snap
-LEFT JOIN LATERAL (
+		snapshot += fmt.Sprintf(", '%s', hd.transaction_id::text, '%s', hd.global_position", SnapshotHeadTransactionID, SnapshotHeadPosition)
+	}
+	cols[slices.Index(Columns[:], "payload")] = "jsonb_build_object(" + snapshot + ") AS payload"
+	var sql strings.Builder
+	sql.WriteString("-- name: " + name + "\n" + snapshotRowName + "\n")
+	sql.WriteString("WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS s)\n")
+	fmt.Fprintf(&sql, "SELECT %s\nFROM snap\n", strings.Join(cols, ", "))
+	if head {
+		sql.WriteString(`LEFT JOIN LATERAL (
    SELECT transaction_id, global_position FROM esgen_events
    ORDER BY transaction_id DESC, global_position DESC
    LIMIT 1) hd ON true
-`, GapSafeColumns[4], GapSafeColumns[5])
-	} else {
-		fmt.Fprintf(&sql, `       NULL::xid8 AS %s, NULL::bigint AS %s
-FROM snap
-`, GapSafeColumns[4], GapSafeColumns[5])
+`)
 	}
 	// Both parts run on the commit-order index: a hole's rows are one range of it.
 	if len(holes.TransactionIDs) > 0 {
 		txs, pos := b.param(xid8s(holes.TransactionIDs), "xid8[]"), b.param(holes.Positions, "bigint[]")
 		fmt.Fprintf(&sql, `UNION ALL
-(SELECT %s, %d, NULL, NULL, NULL, NULL, NULL
+(SELECT %s
  FROM unnest(%s, %s) AS h(x, p)
  CROSS JOIN LATERAL (
    SELECT %s
@@ -417,7 +430,7 @@ FROM snap
  WHERE pg_visible_in_snapshot(h.x, (SELECT s FROM snap))
  ORDER BY e.transaction_id, e.global_position
  LIMIT %s)
-`, columnList, KindHole, txs, pos, columnList, prefixed("\n     AND ", cond), lim, lim)
+`, columnList, txs, pos, columnList, prefixed("\n     AND ", cond), lim, lim)
 	}
 	var after string
 	order := "e.transaction_id, e.global_position"
@@ -439,11 +452,11 @@ FROM snap
 		cond = rest
 	}
 	fmt.Fprintf(&sql, `UNION ALL
-(SELECT %s, %d, NULL, NULL, NULL, NULL, NULL
+(SELECT %s
  FROM esgen_events e
  WHERE %s%s
  ORDER BY %s
- LIMIT %s)`, columnList, KindAfter, after, prefixed("\n   AND ", cond), order, lim)
+ LIMIT %s)`, columnList, after, prefixed("\n   AND ", cond), order, lim)
 	return Statement{SQL: sql.String(), Args: b.args}
 }
 
