@@ -14,7 +14,8 @@ import (
 // rule for a transaction that wrote elsewhere first, commits and rollbacks in random
 // order, and snapshots as pg_current_snapshot() reports them (xmax = latest completed
 // transaction + 1, the running ids below it). Readers of several partitions read with
-// small limits, sometimes handle only a prefix of a batch (a failing handler), sometimes
+// small limits, handle a read in several batches (the rest of a read is the next
+// batch), sometimes handle only a prefix of a batch (a failing handler), sometimes
 // move idle to the snapshot's head. At the end every reader must have handled every
 // committed event of its partition exactly once, each aggregate in version order.
 
@@ -59,12 +60,25 @@ type model struct {
 	live    modelLayout   // the partition layout in force
 	retired []modelLayout // earlier layouts not yet passed by every live cursor
 	handled []Event       // every event handled, by any partition of any layout, in order
+
+	// held is, per partition of the live layout, the rest of its last read: a read
+	// returns up to several batches, handled one batch per step, as the projection
+	// runtime does (it reads more events per statement than it handles per
+	// transaction).
+	held      map[int]heldRead
+	heldBlind bool // plant a bug: use the rest of a read without checking the cursor
+}
+
+type heldRead struct {
+	b   Batch
+	off int // b.Events[off:] are not handled
 }
 
 // modelStats counts what the histories exercised, so that the test can show it covered
 // the cases that matter.
 type modelStats struct {
 	holeRows   int // events delivered from holes (late commits)
+	heldUsed   int // batches handled from the rest of an earlier read
 	cut        int // batches cut by the limit or a failing handler
 	serialized int // appends refused with 40001
 	rolledBack int
@@ -191,28 +205,46 @@ func (m *model) handledByRetired(r modelRow) bool {
 	return slices.ContainsFunc(m.retired, func(l modelLayout) bool { return l.handled(r) })
 }
 
-// readerStep runs one batch of partition k of the live layout.
+// readerStep runs one batch of partition k of the live layout: up to limit events,
+// from the rest of its last read when that read left some at its cursor, else from a
+// new read of up to a few batches.
 func (m *model) readerStep(k, limit int) bool {
 	c := m.live.cursors[k]
-	s := m.snapshot()
-	hs, rs := m.read(c, s, k, len(m.live.cursors), limit)
-	b := NewBatch(c, s, hs, rs, limit)
-	n := len(b.Events)
-	if n > 1 && m.rng.IntN(5) == 0 {
-		n = m.rng.IntN(n) // a handler failed: only the events before it commit
+	var b Batch
+	off, fresh := 0, true
+	if h, ok := m.held[k]; ok && (m.heldBlind || h.b.Next(h.off).Equal(c)) && m.rng.IntN(4) != 0 {
+		b, off, fresh = h.b, h.off, false
+		m.stats.heldUsed++
+	} else {
+		s := m.snapshot()
+		readLimit := limit * (1 + m.rng.IntN(3))
+		hs, rs := m.read(c, s, k, len(m.live.cursors), readLimit)
+		b = NewBatch(c, s, hs, rs, readLimit)
+		if len(hs)+len(rs) > readLimit {
+			m.stats.cut++
+		}
 	}
-	m.handled = append(m.handled, b.Events[:n]...)
-	m.stats.holeRows += min(n, len(hs))
-	if n < len(b.Events) || len(hs)+len(rs) > limit {
+	delete(m.held, k)
+	end := min(off+limit, len(b.Events))
+	n := end
+	if end-off > 1 && m.rng.IntN(5) == 0 {
+		n = off + m.rng.IntN(end-off) // a handler failed: only the events before it commit
 		m.stats.cut++
+	}
+	m.handled = append(m.handled, b.Events[off:n]...)
+	if fresh {
+		m.stats.holeRows += min(n, len(b.holeRows))
 	}
 	if n == len(b.Events) && m.rng.IntN(3) == 0 {
 		m.live.cursors[k] = b.Head()
 	} else {
 		m.live.cursors[k] = b.Next(n)
 	}
+	if n < len(b.Events) && (n == end || m.heldBlind) {
+		m.held[k] = heldRead{b: b, off: end}
+	}
 	m.dropFinished()
-	return len(b.Events) > 0
+	return end > off
 }
 
 // switchLayout changes the partition count: the live layout is retired as it is, and
@@ -221,6 +253,7 @@ func (m *model) switchLayout(partitions int) {
 	start := Meet(m.live.cursors...)
 	m.retired = append(m.retired, m.live)
 	m.live = modelLayout{cursors: make([]Cursor, partitions)}
+	m.held = map[int]heldRead{}
 	for i := range m.live.cursors {
 		m.live.cursors[i] = Cursor{Position: start.Position, Holes: slices.Clone(start.Holes)}
 	}
@@ -233,9 +266,10 @@ func (m *model) dropFinished() {
 }
 
 // runHistory runs one random history and returns what went wrong, or "".
-func runHistory(seed uint64, no40001 bool, stats *modelStats) string {
+func runHistory(seed uint64, no40001, heldBlind bool, stats *modelStats) string {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	m := &model{rng: rng, nextXid: 100, latestCompleted: 99, nextPos: 1, no40001: no40001, stats: stats}
+	m := &model{rng: rng, nextXid: 100, latestCompleted: 99, nextPos: 1, no40001: no40001, stats: stats,
+		held: map[int]heldRead{}, heldBlind: heldBlind}
 	m.live = modelLayout{cursors: make([]Cursor, 1+rng.IntN(3))}
 	limit := 1 + rng.IntN(4)
 	for range 2 + rng.IntN(5) {
@@ -307,12 +341,12 @@ func TestCursorModel(t *testing.T) {
 	}
 	var stats modelStats
 	for seed := range uint64(histories) {
-		if msg := runHistory(seed, false, &stats); msg != "" {
+		if msg := runHistory(seed, false, false, &stats); msg != "" {
 			t.Fatalf("history %d: %s", seed, msg)
 		}
 	}
 	t.Logf("%d histories: %+v", histories, stats)
-	if stats.holeRows == 0 || stats.cut == 0 || stats.serialized == 0 || stats.rolledBack == 0 || stats.switches == 0 {
+	if stats.holeRows == 0 || stats.cut == 0 || stats.serialized == 0 || stats.rolledBack == 0 || stats.switches == 0 || stats.heldUsed == 0 {
 		t.Fatalf("the histories missed a case: %+v", stats)
 	}
 }
@@ -321,22 +355,24 @@ func TestCursorModel(t *testing.T) {
 // planted, some history goes wrong.
 func TestCursorModelFindsPlantedBugs(t *testing.T) {
 	cases := []struct {
-		name    string
-		bug     int
-		no40001 bool
+		name      string
+		bug       int
+		no40001   bool
+		heldBlind bool
 	}{
-		{"running transactions passed are not remembered", bugForgetPassed, false},
-		{"a hole is closed although the limit cut through its rows", bugCloseCutHole, false},
-		{"appends without the 40001 rule", bugNone, true},
-		{"a new layout starts without the holes of the old one", bugMeetIgnoresHoles, false},
-		{"a retired layout is forgotten before the live cursors passed it", bugForgetEarly, false},
+		{"running transactions passed are not remembered", bugForgetPassed, false, false},
+		{"a hole is closed although the limit cut through its rows", bugCloseCutHole, false, false},
+		{"appends without the 40001 rule", bugNone, true, false},
+		{"a new layout starts without the holes of the old one", bugMeetIgnoresHoles, false, false},
+		{"a retired layout is forgotten before the live cursors passed it", bugForgetEarly, false, false},
+		{"the rest of a read is handled although the cursor is elsewhere", bugNone, false, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			plantedBug = c.bug
 			defer func() { plantedBug = bugNone }()
 			for seed := range uint64(4000) {
-				if msg := runHistory(seed, c.no40001, &modelStats{}); msg != "" {
+				if msg := runHistory(seed, c.no40001, c.heldBlind, &modelStats{}); msg != "" {
 					t.Logf("history %d: %s", seed, msg)
 					return
 				}
