@@ -6,7 +6,7 @@
 // Each (projection, partition) is processed by a loop of transactions. One batch:
 //
 //  1. read the partition's checkpoint (a position and its holes, see eventstore.Cursor)
-//     and up to BatchSize events after it, gap-safely and past running transactions
+//     and the events after it, gap-safely and past running transactions
 //     (eventstore.ScanBatch: the events of holes that have ended, then those after the
 //     position), filtered in SQL by partition (FNV-1a hash of the aggregate id mod the
 //     partition count; through the index of the partition count, which Run builds and
@@ -37,6 +37,16 @@
 // the cursor the current batch leaves, takes no lock and no transaction id), so it is
 // used exactly when the current batch commits, and discarded on any failure, fence,
 // rollback, layout change or shutdown.
+//
+// A read returns up to max(BatchSize, 5000) events, and the partition handles them in
+// transactions of BatchSize events: the rest of a read is the next batch, without a
+// statement of its own. Handling the rest of a read later is the same as reading again
+// from the cursor the batch before it left, in the read's snapshot (both are cut from
+// the same rows; eventstore.Batch.Next), so each of those batches still locks the
+// checkpoint and moves it by compare-and-set; after any failure or fence the rest is
+// dropped and the partition reads again from its checkpoint. A statement's fixed
+// work (its executor, snapshot and index descent, a round trip) is then paid once per
+// 5000 events, and the read of the next 5000 overlaps the handling of these.
 //
 // An empty read waits for a notification (appends notify the channel esgen_events,
 // after their commit or at it, see the eventstore package; one dedicated connection
