@@ -38,8 +38,9 @@
 // used exactly when the current batch commits, and discarded on any failure, fence,
 // rollback, layout change or shutdown.
 //
-// A read returns up to max(BatchSize, 5000) events, and the partition handles them in
-// transactions of BatchSize events: the rest of a read is the next batch, without a
+// A read returns up to max(BatchSize, 5000) events (in a process that may run more
+// than four partitions, 20,000 divided by their number, but never fewer than
+// BatchSize), and the partition handles them in transactions of BatchSize events: the rest of a read is the next batch, without a
 // statement of its own. Handling the rest of a read later is the same as reading again
 // from the cursor the batch before it left, in the read's snapshot (both are cut from
 // the same rows; eventstore.Batch.Next), so each of those batches still locks the

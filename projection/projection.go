@@ -105,7 +105,8 @@ type Config struct {
 	// to start with a [*CountMismatchError], unless Rescale is set.
 	TotalPartitions int
 	// BatchSize is the number of events handled per transaction (a read returns up
-	// to max(BatchSize, 5000) events, handled in transactions of BatchSize). Bigger
+	// to max(BatchSize, 5000) events, handled in transactions of BatchSize; see the
+	// package documentation). Bigger
 	// batches catch up faster, but a batch's transaction holds back every commit-safe
 	// reader on the server while it runs (and a failure redoes it), so keep BatchSize
 	// times the handler's time per event well under a second.

@@ -113,7 +113,14 @@ type worker struct {
 // transactions of the batch size. Reading fewer rows per statement costs the server a
 // statement's fixed work (its executor, snapshot and index descent) and a round trip
 // for every batch; handling more per transaction makes transactions longer.
-const readRows = 5000
+//
+// A process that runs many partitions reads less per partition, so that what its
+// partitions hold stays about readBudget events (each partition holds up to two
+// reads while it catches up), but never less than a batch.
+const (
+	readRows   = 5000
+	readBudget = 20000
+)
 
 // heldRows are the events of a read that the partition has not handled yet: Events
 // from off on, whose cursor is b.Next(off). Handling them in later transactions is
@@ -126,7 +133,13 @@ type heldRows struct {
 }
 
 // readLimit is the limit of a partition's read for a batch of limit events.
-func readLimit(limit int) int { return max(limit, readRows) }
+func (w *worker) readLimit(limit int) int {
+	running := len(w.cfg.Partitions) // the partitions this process may run at once
+	if running == 0 {
+		running = max(w.total, 1) // every key, or as many as auto-assignment may give it
+	}
+	return max(limit, min(readRows, readBudget/running))
+}
 
 // lagCountInterval is how often a partition that is behind counts its lag exactly.
 const lagCountInterval = 5 * time.Second
@@ -466,7 +479,7 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	if w.limit > 0 {
 		limit, w.limit = w.limit, 0 // one smaller batch; run sets it again on a failure
 	}
-	rlimit := readLimit(limit)
+	rlimit := w.readLimit(limit)
 	skipRetired := w.skipRetired // how this batch's events are (or were) read
 	// A failed batch discards what was read ahead after it.
 	defer func() {
