@@ -334,3 +334,64 @@ func TestHandlerPanicIsAnError(t *testing.T) {
 		t.Errorf("%d events applied, want the one before the panic", n)
 	}
 }
+
+// A partition reads more events per statement than it handles per transaction: every
+// transaction still handles at most BatchSize events, and every event is handled once,
+// in order, also when a handler fails in the middle of a read (the rest of the read
+// is dropped and read again from the checkpoint).
+func TestBatchesOfAReadStayBatchSize(t *testing.T) {
+	t.Parallel()
+	_, pool := newReadModelDB(t)
+	appendN(t, pool, "agg", 20, 10)
+	var (
+		mu    sync.Mutex
+		perTx = map[string]int{}
+		fails atomic.Int32
+	)
+	count := projection.HandlerFunc(func(ctx context.Context, tx pgx.Tx, ev *eventstore.Event) error {
+		var xid string
+		if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id()::text`).Scan(&xid); err != nil {
+			return err
+		}
+		mu.Lock()
+		perTx[xid]++
+		mu.Unlock()
+		return nil
+	})
+	rm := readModelHandler(func(ev *eventstore.Event) error {
+		if ev.AggregateID == "agg-7" && ev.AggregateVersion == 6 && fails.Add(1) <= 2 {
+			return errors.New("flaky read model")
+		}
+		return nil
+	})
+	h := projection.HandlerFunc(func(ctx context.Context, tx pgx.Tx, ev *eventstore.Event) error {
+		if err := rm.Handle(ctx, tx, ev); err != nil {
+			return err
+		}
+		return count.Handle(ctx, tx, ev)
+	})
+	const batch = 7
+	r := start(t, pool, projection.Projection{Name: "rm", Handler: h},
+		projection.Config{BatchSize: batch, MaxRetries: 5, RetryBackoff: time.Millisecond})
+	waitApplied(t, pool, 30*time.Second, nil)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	checkReadModel(t, pool)
+	mu.Lock()
+	defer mu.Unlock()
+	handled := 0
+	for xid, n := range perTx {
+		if n > batch {
+			t.Errorf("transaction %s handled %d events, batch size %d", xid, n, batch)
+		}
+		handled += n
+	}
+	// Transactions that failed handled a few events and rolled back: they count too.
+	if handled < 200 || len(perTx) < 200/batch {
+		t.Errorf("%d events in %d transactions", handled, len(perTx))
+	}
+	if fails.Load() < 3 {
+		t.Errorf("the failing event was handled %d times", fails.Load())
+	}
+}
