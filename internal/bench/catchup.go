@@ -110,7 +110,7 @@ func (r *runner) catchUpGroup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.note("catch-up stream: %d events over %d aggregates, loaded in %.1f s by INSERT … SELECT (and vacuumed); projections run with the runtime's default batch size (%d) unless the row says otherwise",
+	r.note("catch-up stream: %d events over %d aggregates, loaded in %.1f s by INSERT … SELECT (and vacuumed); projections run with the runtime's default batch size (%d events per transaction, up to 5000 read per statement) unless the row says otherwise",
 		n, n/eventsPerAggregate, time.Since(start).Seconds(), projection.DefaultBatchSize)
 	perPartition, err := partitionCounts(ctx, pool, catchUpPartitions)
 	if err != nil {
