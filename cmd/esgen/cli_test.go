@@ -165,13 +165,28 @@ func TestRescaleCommand(t *testing.T) {
 	}
 	out, errOut, code := runBinary(t, env, "rescale", "rm", "3")
 	if code != 0 || !strings.Contains(out, "esgen rescale: projection rm: partition count changed from 2 to 3 (generation 2)") ||
-		!strings.Contains(out, "start TOTAL_PARTITIONS=3 with PARTITION_KEY=0..2") {
+		!strings.Contains(out, "start TOTAL_PARTITIONS=3 with PARTITION_KEY=0..2") ||
+		!strings.Contains(out, "esgen rescale: partition index esgen_events_partitions_3 built") {
 		t.Fatalf("rescale: exit %d\n%s%s", code, out, errOut)
+	}
+	// The new count's index is in place, valid, before any worker of it starts.
+	var valid bool
+	if err := conn.QueryRow(t.Context(), `SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = 'esgen_events_partitions_3'::regclass`).Scan(&valid); err != nil || !valid {
+		t.Errorf("partition index of 3 after rescale: valid %v, %v", valid, err)
+	}
+	if out, _, code := runBinary(t, env, "rescale", "rm", "4", "--no-partition-index"); code != 0 || strings.Contains(out, "partition index") {
+		t.Errorf("rescale --no-partition-index: exit %d, %s", code, out)
+	}
+	if _, err := conn.Exec(t.Context(), `SELECT 'esgen_events_partitions_4'::regclass`); err == nil {
+		t.Error("rescale --no-partition-index built the index")
+	}
+	if out, _, code := runBinary(t, env, "rescale", "rm", "3"); code != 0 || !strings.Contains(out, "partition count changed from 4 to 3") || strings.Contains(out, "index") {
+		t.Errorf("rescale back to 3 (index there): exit %d, %s", code, out)
 	}
 	if out, _, code := runBinary(t, env, "rescale", "rm", "3"); code != 0 || !strings.Contains(out, "runs with 3 partitions already") {
 		t.Errorf("rescale to the same count: exit %d, %s", code, out)
 	}
-	if out, _, code := runBinary(t, env, "status", "rm"); code != 0 || !strings.Contains(out, "projection rm: 3 partition(s), generation 2 (counts used: 2 → 3)") {
+	if out, _, code := runBinary(t, env, "status", "rm"); code != 0 || !strings.Contains(out, "projection rm: 3 partition(s), generation 4 (counts used: 2 → 3 → 4)") {
 		t.Errorf("status after rescale: exit %d\n%s", code, out)
 	}
 }

@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/esgen-dev/esgen/projection"
 )
@@ -23,8 +27,12 @@ off, nothing is handled twice or skipped. Workers still running the old count st
 at their next batch (exit 1) saying to restart with the new count; start a worker
 for every key 0..count-1 with TOTAL_PARTITIONS=count. Workers started with a count
 that differs from the projection's refuse to start (exit 2) unless --rescale.
+Before the switch it builds the partition index of the new count (CREATE INDEX
+CONCURRENTLY, as workers would), so that the new layout's workers read only their
+own partitions from their first batch.
 See docs/projections.md, "Changing the partition count".`, projection.MaxPartitions), stdout)
 	db := databaseFlag(fs)
+	noIndex := fs.Bool("no-partition-index", false, "do not build the partition index of the new count before the switch")
 	rest, err := fs.parseInterspersed(args)
 	if err != nil {
 		return err
@@ -42,6 +50,11 @@ See docs/projections.md, "Changing the partition count".`, projection.MaxPartiti
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	if !*noIndex && total > 1 {
+		if err := buildPartitionIndex(ctx, conn, *db, name, total, stdout); err != nil {
+			return err
+		}
+	}
 	ch, err := projection.Rescale(ctx, conn, name, total)
 	if errors.Is(err, projection.ErrNotFound) {
 		return fmt.Errorf("no projection %q: it appears once its first worker has started (with TOTAL_PARTITIONS=%d, it starts with that count)", name, total)
@@ -62,5 +75,33 @@ See docs/projections.md, "Changing the partition count".`, projection.MaxPartiti
 	fmt.Fprintln(stdout)
 	fmt.Fprintf(stdout, "  workers still running with TOTAL_PARTITIONS=%d stop at their next batch; start TOTAL_PARTITIONS=%d with PARTITION_KEY=0..%d\n",
 		ch.From, ch.To, ch.To-1)
+	return nil
+}
+
+// buildPartitionIndex builds the partition index of count for a projection that exists
+// and runs with another count, and says what it did.
+func buildPartitionIndex(ctx context.Context, conn *pgx.Conn, db, name string, count int, stdout io.Writer) error {
+	st, err := projection.Status(ctx, conn, name)
+	if err != nil || st.PartitionCount == count {
+		return nil // Rescale says what is wrong, or that nothing changes
+	}
+	cfg, err := pgxpool.ParseConfig(databaseURL(db))
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer pool.Close()
+	start := time.Now()
+	built, err := projection.EnsurePartitionIndex(ctx, pool, count)
+	if err != nil {
+		return fmt.Errorf("build the partition index of %d partitions (--no-partition-index leaves it to the workers): %w", count, err)
+	}
+	if built {
+		fmt.Fprintf(stdout, "esgen rescale: partition index %s built in %.1f s\n", projection.PartitionIndexName(count), time.Since(start).Seconds())
+	}
 	return nil
 }
