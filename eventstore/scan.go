@@ -85,8 +85,8 @@ func ScanBatch(rows pgx.Rows, from Cursor, limit int) (Batch, error) {
 	var (
 		snap    Snapshot
 		hasSnap bool
-		hs      []Event     // rows of holes
-		rs      eventChunks // rows after from's position
+		hs      []Event                    // rows of holes
+		rs      = eventSlice{limit: limit} // rows after from's position
 	)
 	for rows.Next() {
 		v := rows.RawValues()
@@ -122,7 +122,7 @@ func ScanBatch(rows pgx.Rows, from Cursor, limit int) (Batch, error) {
 	if !hasSnap {
 		return Batch{}, errors.New("eventstore: scan batch: the read returned no snapshot")
 	}
-	after := rs.all()
+	after := rs.ev
 	for _, part := range [][]Event{hs, after} {
 		if !slices.IsSortedFunc(part, byPosition) {
 			slices.SortStableFunc(part, byPosition)
@@ -131,52 +131,42 @@ func ScanBatch(rows pgx.Rows, from Cursor, limit int) (Batch, error) {
 	return NewBatch(from, snap, hs, after, limit), nil
 }
 
-// eventChunks collects the events of a read without knowing how many there will be:
-// in chunks, joined once at the end, so that a read allocates about what its rows
-// take (a read of a few rows does not allocate for its limit, a large one does not
-// copy its events again on every growth of a slice).
-type eventChunks struct {
-	full [][]Event
-	cur  []Event
-	n    int
+// eventSlice collects the events of a read without knowing how many there will be: it
+// starts small (an idle partition's read finds a few rows, if any), then makes room for
+// a few hundred, then for the read's limit (a few thousand for a partition's read;
+// doubling when the limit is larger), so that a read allocates about what its rows take
+// and a partition's large read copies its events once, and only a few hundred.
+type eventSlice struct {
+	ev    []Event
+	limit int
 }
 
-const eventChunk = 512
-
 // next returns the next event, zeroed, to decode into.
-func (c *eventChunks) next() *Event {
-	if len(c.cur) == cap(c.cur) {
-		if c.cur != nil {
-			c.full = append(c.full, c.cur)
+func (s *eventSlice) next() *Event {
+	if len(s.ev) == cap(s.ev) {
+		size := 32
+		switch {
+		case cap(s.ev) >= s.limit:
+			size = 2 * cap(s.ev)
+		case cap(s.ev) >= 512 && s.limit <= 8192:
+			size = s.limit // a partition's read: its limit is a few thousand
+		case cap(s.ev) >= 512:
+			size = min(2*cap(s.ev), s.limit)
+		case cap(s.ev) >= 32:
+			size = min(512, s.limit)
 		}
-		size := eventChunk
-		if c.n == 0 {
-			size = 32 // an idle partition's read finds a few rows, if any
-		}
-		c.cur = make([]Event, 0, size)
+		grown := make([]Event, len(s.ev), max(size, 1))
+		copy(grown, s.ev)
+		s.ev = grown
 	}
-	c.cur = c.cur[:len(c.cur)+1]
-	c.n++
-	return &c.cur[len(c.cur)-1]
+	s.ev = s.ev[:len(s.ev)+1]
+	return &s.ev[len(s.ev)-1]
 }
 
 // drop removes the event next returned last.
-func (c *eventChunks) drop() {
-	c.cur[len(c.cur)-1] = Event{}
-	c.cur = c.cur[:len(c.cur)-1]
-	c.n--
-}
-
-// all returns the events in order, in one slice.
-func (c *eventChunks) all() []Event {
-	if len(c.full) == 0 {
-		return c.cur
-	}
-	out := make([]Event, 0, c.n)
-	for _, ch := range c.full {
-		out = append(out, ch...)
-	}
-	return append(out, c.cur...)
+func (s *eventSlice) drop() {
+	s.ev[len(s.ev)-1] = Event{}
+	s.ev = s.ev[:len(s.ev)-1]
 }
 
 // snapshotJSON is the snapshot row's payload (readsql's Snapshot… keys).
