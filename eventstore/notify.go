@@ -109,8 +109,9 @@ func (c *captured) Exec(context.Context, string, ...any) (pgconn.CommandTag, err
 	return pgconn.CommandTag{}, errors.New("eventstore: Exec not captured")
 }
 
-func (c *captured) QueryRow(context.Context, string, ...any) pgx.Row {
-	return errRow{errors.New("eventstore: QueryRow not captured")}
+func (c *captured) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
+	c.sql, c.args = sql, args
+	return errRow{errCaptured}
 }
 
 type errRow struct{ err error }
@@ -154,12 +155,7 @@ func appendOwn(ctx context.Context, conn *pgx.Conn, p dbsqlc.AppendEventsParams)
 		err = cerr
 	}
 	if err != nil {
-		// A failed statement leaves the transaction aborted: end it, so that the
-		// connection can be used again (a pool drops a connection left in a
-		// transaction).
-		if !conn.IsClosed() && conn.PgConn().TxStatus() != 'I' {
-			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-		}
+		rollback(ctx, conn)
 		return nil, err
 	}
 	return out, nil

@@ -29,6 +29,61 @@ func (q *Queries) AggregateVersion(ctx context.Context, db DBTX, arg AggregateVe
 	return version, err
 }
 
+const appendEvent = `-- name: AppendEvent :one
+
+SELECT a.global_position::bigint AS global_position, a.aggregate_version::bigint AS aggregate_version,
+       a.notify::boolean AS notify
+FROM esgen_append_one(
+    $1::text, $2::text, $3::bigint, $4::bigint,
+    $5::uuid, $6::text, $7::integer, $8::jsonb,
+    $9::jsonb, $10::uuid, $11::uuid, $12::boolean) AS a
+`
+
+type AppendEventParams struct {
+	AggregateType       string
+	AggregateID         string
+	ExpectedVersion     int64
+	PartitionHash       int64
+	EventID             pgtype.UUID
+	EventType           string
+	EventVersion        int32
+	Payload             []byte
+	Metadata            []byte
+	CorrelationID       pgtype.UUID
+	CausationID         pgtype.UUID
+	NotifyInTransaction bool
+}
+
+type AppendEventRow struct {
+	GlobalPosition   int64
+	AggregateVersion int64
+	Notify           bool
+}
+
+// The reads of esgen_events by position and by aggregate are rendered in Go, with the
+// conditions they share written once: internal/readsql.
+// Appends one event to one aggregate (see esgen_append_one); notify says whether this
+// session wants notifications (esgen.notify is not off).
+func (q *Queries) AppendEvent(ctx context.Context, db DBTX, arg AppendEventParams) (AppendEventRow, error) {
+	row := db.QueryRow(ctx, appendEvent,
+		arg.AggregateType,
+		arg.AggregateID,
+		arg.ExpectedVersion,
+		arg.PartitionHash,
+		arg.EventID,
+		arg.EventType,
+		arg.EventVersion,
+		arg.Payload,
+		arg.Metadata,
+		arg.CorrelationID,
+		arg.CausationID,
+		arg.NotifyInTransaction,
+	)
+	var i AppendEventRow
+	err := row.Scan(&i.GlobalPosition, &i.AggregateVersion, &i.Notify)
+	return i, err
+}
+
 const appendEvents = `-- name: AppendEvents :many
 SELECT a.global_position::bigint AS global_position, a.aggregate_version::bigint AS aggregate_version
 FROM esgen_append(

@@ -18,3 +18,13 @@ FROM esgen_events;
 
 -- The reads of esgen_events by position and by aggregate are rendered in Go, with the
 -- conditions they share written once: internal/readsql.
+
+-- name: AppendEvent :one
+-- Appends one event to one aggregate (see esgen_append_one); notify says whether this
+-- session wants notifications (esgen.notify is not off).
+SELECT a.global_position::bigint AS global_position, a.aggregate_version::bigint AS aggregate_version,
+       a.notify::boolean AS notify
+FROM esgen_append_one(
+    @aggregate_type::text, @aggregate_id::text, @expected_version::bigint, @partition_hash::bigint,
+    @event_id::uuid, @event_type::text, @event_version::integer, @payload::jsonb,
+    @metadata::jsonb, @correlation_id::uuid, @causation_id::uuid, @notify_in_transaction::boolean) AS a;

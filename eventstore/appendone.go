@@ -1,0 +1,213 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/esgen-dev/esgen/generated/dbsqlc"
+)
+
+// appendOne appends a single event with esgen_append_one (scalar parameters, one row
+// back). Where esgen owns the transaction it notifies after the commit: on a pool
+// through the pool's [notifier], which lets concurrent appends share a notification;
+// on a connection in the pipeline of the append (see appendOwnOne).
+func appendOne(ctx context.Context, db DBTX, p dbsqlc.AppendEventParams, expected ExpectedVersion) (AppendResult, error) {
+	var (
+		row dbsqlc.AppendEventRow
+		err error
+	)
+	switch d := db.(type) {
+	case *pgxpool.Pool:
+		if quiet(d.Config().ConnConfig) {
+			// No notification at all: the append alone, one statement.
+			row, err = queries.AppendEvent(ctx, d, p)
+		} else {
+			row, err = notifierOf(d).append(ctx, p)
+		}
+	default:
+		conn, release, own, cerr := ownConn(ctx, db)
+		switch {
+		case cerr != nil:
+			err = cerr
+		case own:
+			row, err = appendOwnOne(ctx, conn, p, notifyAfterSQL)
+			release()
+		default:
+			// The caller's transaction (or a quiet connection): the function notifies
+			// at the commit unless esgen.notify is off.
+			p.NotifyInTransaction = true
+			row, err = queries.AppendEvent(ctx, db, p)
+		}
+	}
+	if err != nil {
+		return AppendResult{}, appendError(err, 1, p.AggregateType, p.AggregateID, expected)
+	}
+	return AppendResult{Version: row.AggregateVersion, Positions: []int64{row.GlobalPosition}}, nil
+}
+
+// appendOwnOne appends one event in a transaction of its own on conn and sends notify
+// (a statement) after the commit, in one round trip: BEGIN, the append without its
+// notification, COMMIT and notify as one pipeline. The server skips every statement
+// after an error up to the pipeline's end, so notify runs only after a successful
+// commit, in a transaction of its own that writes nothing (no WAL flush to wait for),
+// and NOTIFY's server-wide lock is never held through the append's commit.
+func appendOwnOne(ctx context.Context, conn *pgx.Conn, p dbsqlc.AppendEventParams, notify string) (dbsqlc.AppendEventRow, error) {
+	var st captured
+	p.NotifyInTransaction = false
+	if _, err := queries.AppendEvent(ctx, &st, p); !errors.Is(err, errCaptured) {
+		return dbsqlc.AppendEventRow{}, err
+	}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(st.sql, st.args...)
+	b.Queue("COMMIT")
+	b.Queue(notify)
+	br := conn.SendBatch(ctx, b)
+	var row dbsqlc.AppendEventRow
+	_, err := br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&row.GlobalPosition, &row.AggregateVersion, &row.Notify)
+	}
+	if err == nil {
+		_, err = br.Exec() // COMMIT
+	}
+	if err == nil {
+		_, err = br.Exec() // notify
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		rollback(ctx, conn)
+		return dbsqlc.AppendEventRow{}, err
+	}
+	return row, nil
+}
+
+// rollback ends the transaction a failed pipeline left open (aborted), so that the
+// connection can be used again (a pool drops a connection returned in a transaction).
+func rollback(ctx context.Context, conn *pgx.Conn) {
+	if !conn.IsClosed() && conn.PgConn().TxStatus() != 'I' {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+	}
+}
+
+// notifiers holds the notifier of each pool that appended (*pgxpool.Pool → *notifier).
+var notifiers sync.Map
+
+func notifierOf(pool *pgxpool.Pool) *notifier {
+	if n, ok := notifiers.Load(pool); ok {
+		return n.(*notifier)
+	}
+	n, _ := notifiers.LoadOrStore(pool, &notifier{pool: pool})
+	return n.(*notifier)
+}
+
+// notifier lets the single-event appends of one pool share their notifications: a
+// notification wakes the listeners for every append that committed before it was
+// sent, so one sent after several commits covers them all, and NOTIFY's server-wide
+// lock is taken once for them instead of once each.
+//
+// At most one notification of the pool is on its way at a time. An append that finds
+// none on its way carries one in its own pipeline (BEGIN, append, COMMIT, notify: one
+// round trip, as a lone writer always does), which covers the commits registered
+// before it. One that finds a notification on its way appends alone (one statement in
+// an implicit transaction of its own), registers its commit and returns; the commit is
+// covered by the next notification: one carried by a later append, or one sent by a
+// goroutine that the end of the notification on its way (or the registration, when
+// none is) starts while commits are left uncovered. So a listener is woken about one
+// round trip after the commit, and the concurrent appends of a busy pool send one
+// notification per round trip between them instead of one each.
+type notifier struct {
+	pool     *pgxpool.Pool
+	mu       sync.Mutex
+	commits  uint64 // commits registered so far, numbered from 1
+	covered  uint64 // the commits up to this number have been notified after
+	inflight bool   // a notification is on its way
+	upTo     uint64 // the commits the notification on its way covers
+}
+
+// end records the end of the notification on its way, sent (ok) or not, and starts a
+// flush when commits are left uncovered.
+func (n *notifier) end(ok bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ok {
+		n.covered = max(n.covered, n.upTo)
+	}
+	n.inflight = false
+	n.flushLocked()
+}
+
+// flushLocked starts a goroutine that notifies until every registered commit is
+// covered, unless a notification is on its way or nothing is uncovered. n.mu is held.
+func (n *notifier) flushLocked() {
+	if n.inflight || n.covered >= n.commits {
+		return
+	}
+	n.inflight, n.upTo = true, n.commits
+	go n.flush()
+}
+
+// flush sends notifications on a connection of the pool until every registered commit
+// is covered. A notification that fails (the pool was closed, the server is gone)
+// is given up: its listeners find the events at their next poll.
+func (n *notifier) flush() {
+	for {
+		_, err := n.pool.Exec(context.Background(), notifySQL)
+		n.mu.Lock()
+		n.covered = max(n.covered, n.upTo) // sent, or given up
+		_ = err
+		if n.covered >= n.commits {
+			n.inflight = false
+			n.mu.Unlock()
+			return
+		}
+		n.upTo = n.commits
+		n.mu.Unlock()
+	}
+}
+
+func (n *notifier) append(ctx context.Context, p dbsqlc.AppendEventParams) (dbsqlc.AppendEventRow, error) {
+	c, err := n.pool.Acquire(ctx)
+	if err != nil {
+		return dbsqlc.AppendEventRow{}, err
+	}
+	defer c.Release()
+	conn := c.Conn()
+
+	n.mu.Lock()
+	if !n.inflight {
+		// Carry the notification: it covers this append and every commit registered
+		// before it is sent. When it covers others, it is sent whatever this session's
+		// esgen.notify says.
+		n.inflight, n.upTo = true, n.commits
+		others := n.upTo > n.covered
+		n.mu.Unlock()
+		notify := notifyAfterSQL
+		if others {
+			notify = notifySQL
+		}
+		row, err := appendOwnOne(ctx, conn, p, notify)
+		n.end(err == nil)
+		return row, err
+	}
+	n.mu.Unlock()
+
+	p.NotifyInTransaction = false
+	row, err := queries.AppendEvent(ctx, conn, p)
+	if err != nil {
+		return dbsqlc.AppendEventRow{}, err // its implicit transaction ended with the error
+	}
+	if row.Notify { // unless this session has esgen.notify = off
+		n.mu.Lock()
+		n.commits++
+		n.flushLocked()
+		n.mu.Unlock()
+	}
+	return row, nil
+}
