@@ -11,8 +11,8 @@ import (
 	"github.com/esgen-dev/esgen/generated/dbsqlc"
 )
 
-// appendOne appends a single event with esgen_append_one (scalar parameters, one row
-// back). Where esgen owns the transaction it notifies after the commit: on a pool
+// appendOne appends a single event with one statement (appendEvent: scalar parameters,
+// one row back). Where esgen owns the transaction it notifies after the commit: on a pool
 // through the pool's [notifier], which lets concurrent appends share a notification;
 // on a connection in the pipeline of the append (see appendOwnOne).
 func appendOne(ctx context.Context, db DBTX, p dbsqlc.AppendEventParams, expected ExpectedVersion) (AppendResult, error) {
@@ -22,11 +22,11 @@ func appendOne(ctx context.Context, db DBTX, p dbsqlc.AppendEventParams, expecte
 	)
 	switch d := db.(type) {
 	case *pgxpool.Pool:
-		if quiet(d.Config().ConnConfig) {
+		if n := notifierOf(d); n.quiet {
 			// No notification at all: the append alone, one statement.
-			row, err = queries.AppendEvent(ctx, d, p)
+			row, err = appendEvent(ctx, d, p)
 		} else {
-			row, err = notifierOf(d).append(ctx, p)
+			row, err = n.append(ctx, p)
 		}
 	default:
 		conn, release, own, cerr := ownConn(ctx, db)
@@ -40,13 +40,23 @@ func appendOne(ctx context.Context, db DBTX, p dbsqlc.AppendEventParams, expecte
 			// The caller's transaction (or a quiet connection): the function notifies
 			// at the commit unless esgen.notify is off.
 			p.NotifyInTransaction = true
-			row, err = queries.AppendEvent(ctx, db, p)
+			row, err = appendEvent(ctx, db, p)
 		}
 	}
 	if err != nil {
 		return AppendResult{}, appendError(err, 1, p.AggregateType, p.AggregateID, expected)
 	}
 	return AppendResult{Version: row.AggregateVersion, Positions: []int64{row.GlobalPosition}}, nil
+}
+
+// appendEvent runs the single-event append statement for p's expected version: AppendEvent
+// (any version, or a new aggregate) or AppendEventAt (exactly version n).
+func appendEvent(ctx context.Context, db dbsqlc.DBTX, p dbsqlc.AppendEventParams) (dbsqlc.AppendEventRow, error) {
+	if p.ExpectedVersion > 0 {
+		row, err := queries.AppendEventAt(ctx, db, dbsqlc.AppendEventAtParams(p))
+		return dbsqlc.AppendEventRow(row), err
+	}
+	return queries.AppendEvent(ctx, db, p)
 }
 
 // appendOwnOne appends one event in a transaction of its own on conn and sends notify
@@ -58,7 +68,7 @@ func appendOne(ctx context.Context, db DBTX, p dbsqlc.AppendEventParams, expecte
 func appendOwnOne(ctx context.Context, conn *pgx.Conn, p dbsqlc.AppendEventParams, notify string) (dbsqlc.AppendEventRow, error) {
 	var st captured
 	p.NotifyInTransaction = false
-	if _, err := queries.AppendEvent(ctx, &st, p); !errors.Is(err, errCaptured) {
+	if _, err := appendEvent(ctx, &st, p); !errors.Is(err, errCaptured) {
 		return dbsqlc.AppendEventRow{}, err
 	}
 	b := &pgx.Batch{}
@@ -96,14 +106,16 @@ func rollback(ctx context.Context, conn *pgx.Conn) {
 	}
 }
 
-// notifiers holds the notifier of each pool that appended (*pgxpool.Pool → *notifier).
+// notifiers holds the notifier of each pool that appended a single event
+// (*pgxpool.Pool → *notifier).
 var notifiers sync.Map
 
 func notifierOf(pool *pgxpool.Pool) *notifier {
 	if n, ok := notifiers.Load(pool); ok {
 		return n.(*notifier)
 	}
-	n, _ := notifiers.LoadOrStore(pool, &notifier{pool: pool})
+	// Pool.Config copies the configuration: look at it once per pool.
+	n, _ := notifiers.LoadOrStore(pool, &notifier{pool: pool, quiet: quiet(pool.Config().ConnConfig)})
 	return n.(*notifier)
 }
 
@@ -124,6 +136,7 @@ func notifierOf(pool *pgxpool.Pool) *notifier {
 // notification per round trip between them instead of one each.
 type notifier struct {
 	pool     *pgxpool.Pool
+	quiet    bool // the pool's connections start with esgen.notify = off
 	mu       sync.Mutex
 	commits  uint64 // commits registered so far, numbered from 1
 	covered  uint64 // the commits up to this number have been notified after
@@ -199,7 +212,7 @@ func (n *notifier) append(ctx context.Context, p dbsqlc.AppendEventParams) (dbsq
 	n.mu.Unlock()
 
 	p.NotifyInTransaction = false
-	row, err := queries.AppendEvent(ctx, conn, p)
+	row, err := appendEvent(ctx, conn, p)
 	if err != nil {
 		return dbsqlc.AppendEventRow{}, err // its implicit transaction ended with the error
 	}
