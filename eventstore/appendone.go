@@ -171,7 +171,7 @@ func (n *notifier) flushLocked() {
 // is given up: its listeners find the events at their next poll.
 func (n *notifier) flush() {
 	for {
-		_, err := n.pool.Exec(context.Background(), notifySQL)
+		_, err := n.pool.Exec(context.Background(), notifyOwnSQL)
 		n.mu.Lock()
 		n.covered = max(n.covered, n.upTo) // sent, or given up
 		_ = err
@@ -203,7 +203,7 @@ func (n *notifier) append(ctx context.Context, p dbsqlc.AppendEventParams) (dbsq
 		n.mu.Unlock()
 		notify := notifyAfterSQL
 		if others {
-			notify = notifySQL
+			notify = notifyOwnSQL
 		}
 		row, err := appendOwnOne(ctx, conn, p, notify)
 		n.end(err == nil)

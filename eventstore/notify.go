@@ -19,10 +19,20 @@ const (
 	// deferSQL makes the appends of the current transaction skip their in-transaction
 	// pg_notify (esgen_append reads the setting).
 	deferSQL = `SELECT set_config('esgen.notify', 'off', true)`
-	// notifyAfterSQL is the notification an esgen-owned transaction sends after its
-	// commit, unless the session turned notifications off (esgen.notify = off).
-	notifyAfterSQL = `SELECT pg_notify('` + notifyChannel + `', '') WHERE coalesce(current_setting('esgen.notify', true), '') <> 'off'`
-	notifySQL      = `SELECT pg_notify('` + notifyChannel + `', '')`
+	// notifySQL notifies in the transaction it runs in.
+	notifySQL = `SELECT pg_notify('` + notifyChannel + `', '')`
+	// notifyOwnSQL is a notification sent as a transaction of its own (an implicit
+	// one: a statement outside BEGIN … COMMIT). NOTIFY gives its transaction an id, so
+	// that transaction writes a commit record, and it holds NOTIFY's server-wide lock
+	// from just before its commit until the commit is done; on a durable server that is
+	// through a WAL flush, during which no other notifying transaction commits.
+	// synchronous_commit = off for this transaction alone lets its commit return
+	// without waiting for the flush: nothing is lost, notifications do not outlive a
+	// restart anyway.
+	notifyOwnSQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify('` + notifyChannel + `', '')`
+	// notifyAfterSQL is notifyOwnSQL for an esgen-owned transaction after its commit,
+	// unless the session turned notifications off (esgen.notify = off).
+	notifyAfterSQL = notifyOwnSQL + ` WHERE coalesce(current_setting('esgen.notify', true), '') <> 'off'`
 )
 
 // DeferNotify makes the appends of the caller's transaction tx skip their notification,
@@ -49,7 +59,11 @@ func DeferNotify(ctx context.Context, tx DBTX) error {
 // the same connection or any other. A notification says only "look again"; a spare one
 // costs the listeners one empty read.
 func NotifyAppended(ctx context.Context, db DBTX) error {
-	if _, err := db.Exec(ctx, notifySQL); err != nil {
+	st := notifySQL
+	if _, ok := db.(*pgxpool.Pool); ok {
+		st = notifyOwnSQL // a transaction of its own
+	}
+	if _, err := db.Exec(ctx, st); err != nil {
 		return fmt.Errorf("eventstore: notify %s: %w", notifyChannel, err)
 	}
 	return nil
