@@ -58,7 +58,11 @@ SELECT e.global_position::bigint AS global_position, e.aggregate_version::bigint
              ELSE true END)::boolean AS notify
 FROM e
 UNION ALL
-SELECT esgen_append_failed($1::text, $2::text, $3::bigint), 0, false
+SELECT a.global_position, a.aggregate_version, coalesce(current_setting('esgen.notify', true), '') <> 'off'
+FROM esgen_append($1::text, $2::text, $3::bigint, $7::bigint,
+                  ARRAY[$4::uuid], ARRAY[$5::text], ARRAY[$6::integer],
+                  ARRAY[$8::jsonb], ARRAY[$9::jsonb], ARRAY[$10::uuid],
+                  ARRAY[$11::uuid]) AS a
 WHERE NOT EXISTS (SELECT FROM e)
 `
 
@@ -94,8 +98,10 @@ type AppendEventRow struct {
 // gets the transaction id (the lock comes first, so ids grow with versions). h inserts
 // the head, or moves it on (expected version -1 only) unless a younger transaction
 // wrote it; ON CONFLICT works on the newest head whatever the statement's snapshot.
-// The event takes the head's new version. When nothing was written,
-// esgen_append_failed (007_append_one.sql) raises ESG01 or 40001 as esgen_append does.
+// The event takes the head's new version. When nothing was written (a version
+// mismatch, a younger transaction), the same append is run by esgen_append, which
+// raises the error (ESG01 with the actual version, or 40001) and so stays the one place
+// that words it; it appends if it finds nothing wrong (it reads the head anew).
 //
 // notify: whether this session wants notifications (esgen.notify is not off); with
 // notify_in_transaction the statement also notifies esgen_events (at the commit).
@@ -147,7 +153,11 @@ SELECT e.global_position::bigint AS global_position, e.aggregate_version::bigint
              ELSE true END)::boolean AS notify
 FROM e
 UNION ALL
-SELECT esgen_append_failed($1::text, $2::text, $3::bigint), 0, false
+SELECT a.global_position, a.aggregate_version, coalesce(current_setting('esgen.notify', true), '') <> 'off'
+FROM esgen_append($1::text, $2::text, $3::bigint, $7::bigint,
+                  ARRAY[$4::uuid], ARRAY[$5::text], ARRAY[$6::integer],
+                  ARRAY[$8::jsonb], ARRAY[$9::jsonb], ARRAY[$10::uuid],
+                  ARRAY[$11::uuid]) AS a
 WHERE NOT EXISTS (SELECT FROM e)
 `
 

@@ -29,8 +29,10 @@ FROM esgen_events;
 -- gets the transaction id (the lock comes first, so ids grow with versions). h inserts
 -- the head, or moves it on (expected version -1 only) unless a younger transaction
 -- wrote it; ON CONFLICT works on the newest head whatever the statement's snapshot.
--- The event takes the head's new version. When nothing was written,
--- esgen_append_failed (007_append_one.sql) raises ESG01 or 40001 as esgen_append does.
+-- The event takes the head's new version. When nothing was written (a version
+-- mismatch, a younger transaction), the same append is run by esgen_append, which
+-- raises the error (ESG01 with the actual version, or 40001) and so stays the one place
+-- that words it; it appends if it finds nothing wrong (it reads the head anew).
 --
 -- notify: whether this session wants notifications (esgen.notify is not off); with
 -- notify_in_transaction the statement also notifies esgen_events (at the commit).
@@ -61,7 +63,11 @@ SELECT e.global_position::bigint AS global_position, e.aggregate_version::bigint
              ELSE true END)::boolean AS notify
 FROM e
 UNION ALL
-SELECT esgen_append_failed(@aggregate_type::text, @aggregate_id::text, @expected_version::bigint), 0, false
+SELECT a.global_position, a.aggregate_version, coalesce(current_setting('esgen.notify', true), '') <> 'off'
+FROM esgen_append(@aggregate_type::text, @aggregate_id::text, @expected_version::bigint, @partition_hash::bigint,
+                  ARRAY[@event_id::uuid], ARRAY[@event_type::text], ARRAY[@event_version::integer],
+                  ARRAY[@payload::jsonb], ARRAY[@metadata::jsonb], ARRAY[@correlation_id::uuid],
+                  ARRAY[@causation_id::uuid]) AS a
 WHERE NOT EXISTS (SELECT FROM e);
 
 -- name: AppendEventAt :one
@@ -95,5 +101,9 @@ SELECT e.global_position::bigint AS global_position, e.aggregate_version::bigint
              ELSE true END)::boolean AS notify
 FROM e
 UNION ALL
-SELECT esgen_append_failed(@aggregate_type::text, @aggregate_id::text, @expected_version::bigint), 0, false
+SELECT a.global_position, a.aggregate_version, coalesce(current_setting('esgen.notify', true), '') <> 'off'
+FROM esgen_append(@aggregate_type::text, @aggregate_id::text, @expected_version::bigint, @partition_hash::bigint,
+                  ARRAY[@event_id::uuid], ARRAY[@event_type::text], ARRAY[@event_version::integer],
+                  ARRAY[@payload::jsonb], ARRAY[@metadata::jsonb], ARRAY[@correlation_id::uuid],
+                  ARRAY[@causation_id::uuid]) AS a
 WHERE NOT EXISTS (SELECT FROM e);
