@@ -138,10 +138,13 @@ var emptyObject = json.RawMessage(`{}`)
 //
 // Given a pool, or a connection that is not inside a transaction, Append runs in a
 // transaction of its own and notifies listening projections after that transaction
-// committed, in the same round trip. In a transaction of the caller's (a pgx.Tx) the
-// notification is part of the transaction and sent at its commit, which holds
-// NOTIFY's server-wide lock through that commit; [DeferNotify] and [NotifyAppended]
-// move it after the commit.
+// committed. On a pool, concurrent single-event appends share their notifications (one
+// sent after several commits covers them all), so Append may return before the
+// notification covering its event is sent, a round trip later, by another append or in
+// the background (see the package documentation). In a transaction of the caller's (a
+// pgx.Tx) the notification is part of the transaction and sent at its commit, which
+// holds NOTIFY's server-wide lock through that commit; [DeferNotify] and
+// [NotifyAppended] move it after the commit.
 //
 // A transaction that already wrote elsewhere may get a serialization failure (SQLSTATE
 // 40001) when a younger transaction appended to the same aggregate first; retry it. See

@@ -12,12 +12,13 @@ import (
 	"github.com/esgen-dev/esgen/generated/dbsqlc"
 )
 
-// notifyChannel is the channel appends notify (esgen_append notifies it too).
+// notifyChannel is the channel appends notify (esgen_append and the single-event
+// statement notify it too).
 const notifyChannel = "esgen_events"
 
 const (
 	// deferSQL makes the appends of the current transaction skip their in-transaction
-	// pg_notify (esgen_append reads the setting).
+	// pg_notify (esgen_append and the single-event statement read the setting).
 	deferSQL = `SELECT set_config('esgen.notify', 'off', true)`
 	// notifySQL notifies in the transaction it runs in.
 	notifySQL = `SELECT pg_notify('` + notifyChannel + `', '')`
@@ -77,7 +78,7 @@ func NotifyAppended(ctx context.Context, db DBTX) error {
 func ownConn(ctx context.Context, db DBTX) (*pgx.Conn, func(), bool, error) {
 	switch d := db.(type) {
 	case *pgxpool.Pool:
-		if quiet(d.Config().ConnConfig) {
+		if notifierOf(d).quiet {
 			return nil, nil, false, nil
 		}
 		c, err := d.Acquire(ctx)
@@ -136,9 +137,9 @@ func (r errRow) Scan(...any) error { return r.err }
 // in one round trip: BEGIN, the append with its notification off, COMMIT, then
 // pg_notify, sent as one pipeline. The server runs the pipeline's statements in order
 // and skips every statement after an error up to the pipeline's end, so the
-// notification runs only after the commit succeeded, as a transaction of its own. That
-// transaction writes no data, so its commit does not wait for a WAL flush, and NOTIFY's
-// server-wide lock is held only for that commit, never through the append's.
+// notification runs only after the commit succeeded, as a transaction of its own
+// (notifyAfterSQL: its commit waits for no WAL flush), and NOTIFY's server-wide lock is
+// held only for that commit, never through the append's.
 func appendOwn(ctx context.Context, conn *pgx.Conn, p dbsqlc.AppendEventsParams) ([]dbsqlc.AppendEventsRow, error) {
 	var st captured
 	if _, err := queries.AppendEvents(ctx, &st, p); !errors.Is(err, errCaptured) {
