@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -106,6 +107,12 @@ func rollback(ctx context.Context, conn *pgx.Conn) {
 	}
 }
 
+// notifyGap is the least time between the starts of two notifications that a pool's
+// flush sends one after the other: commits that come while one is on its way wait for
+// the next at most this long (plus its round trip), and a busy pool sends at most about
+// one notification per gap.
+var notifyGap = time.Millisecond
+
 // notifiers holds the notifier of each pool that appended a single event
 // (*pgxpool.Pool → *notifier).
 var notifiers sync.Map
@@ -171,15 +178,19 @@ func (n *notifier) flushLocked() {
 // is given up: its listeners find the events at their next poll.
 func (n *notifier) flush() {
 	for {
-		_, err := n.pool.Exec(context.Background(), notifyOwnSQL)
+		sent := time.Now()
+		_, _ = n.pool.Exec(context.Background(), notifyOwnSQL)
 		n.mu.Lock()
 		n.covered = max(n.covered, n.upTo) // sent, or given up
-		_ = err
 		if n.covered >= n.commits {
 			n.inflight = false
 			n.mu.Unlock()
 			return
 		}
+		n.mu.Unlock()
+		// More commits came meanwhile: let a few more join them before notifying again.
+		time.Sleep(time.Until(sent.Add(notifyGap)))
+		n.mu.Lock()
 		n.upTo = n.commits
 		n.mu.Unlock()
 	}
