@@ -138,9 +138,11 @@ func notifierOf(pool *pgxpool.Pool) *notifier {
 // an implicit transaction of its own), registers its commit and returns; the commit is
 // covered by the next notification: one carried by a later append, or one sent by a
 // goroutine that the end of the notification on its way (or the registration, when
-// none is) starts while commits are left uncovered. So a listener is woken about one
-// round trip after the commit, and the concurrent appends of a busy pool send one
-// notification per round trip between them instead of one each.
+// none is) starts while commits are left uncovered, and that sends them one after the
+// other, notifyGap apart, while commits keep coming. So a listener is woken about a
+// round trip (at most notifyGap more) after the commit, and the concurrent appends of a
+// busy pool send one notification between them per round trip or notifyGap instead of
+// one each.
 type notifier struct {
 	pool     *pgxpool.Pool
 	quiet    bool // the pool's connections start with esgen.notify = off

@@ -52,8 +52,10 @@
 // at a time. A single-event append that finds none on its way carries one in its
 // pipeline as above (a lone writer always does); one that finds one on its way sends
 // the append alone and, once it committed, leaves its notification to the next one,
-// sent by the next append that carries one or at once by a goroutine of the pool's.
-// Append may then return a round trip before the listeners are woken. A batch append
+// sent by the next append that carries one or by a goroutine of the pool's: at once,
+// or, when it has just sent one, a millisecond after the start of that one, so that a
+// busy pool sends about one notification per millisecond. Append may then return
+// shortly before the listeners are woken. A batch append
 // on a pool carries its own notification. Either way a failed append notifies nobody.
 // A notification sent as a transaction of its own commits with synchronous_commit off:
 // NOTIFY gives its transaction an id (and so a commit record), and it would otherwise

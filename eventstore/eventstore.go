@@ -140,8 +140,8 @@ var emptyObject = json.RawMessage(`{}`)
 // transaction of its own and notifies listening projections after that transaction
 // committed. On a pool, concurrent single-event appends share their notifications (one
 // sent after several commits covers them all), so Append may return before the
-// notification covering its event is sent, a round trip later, by another append or in
-// the background (see the package documentation). In a transaction of the caller's (a
+// notification covering its event is sent, by another append or in the background,
+// within about a round trip and a millisecond (see the package documentation). In a transaction of the caller's (a
 // pgx.Tx) the notification is part of the transaction and sent at its commit, which
 // holds NOTIFY's server-wide lock through that commit; [DeferNotify] and
 // [NotifyAppended] move it after the commit.
