@@ -3,8 +3,10 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -27,7 +29,7 @@ func appendOne(ctx context.Context, db DBTX, p dbsqlc.AppendEventParams, expecte
 			// No notification at all: the append alone, one statement.
 			row, err = appendEvent(ctx, d, p)
 		} else {
-			row, err = n.append(ctx, p)
+			row, err = n.append(ctx, d, p)
 		}
 	default:
 		conn, release, own, cerr := ownConn(ctx, db)
@@ -113,16 +115,20 @@ func rollback(ctx context.Context, conn *pgx.Conn) {
 // one notification per gap.
 var notifyGap = time.Millisecond
 
-// notifiers holds the notifier of each pool that appended a single event
-// (*pgxpool.Pool → *notifier).
+// notifiers holds the notifier of each pool that appended (weak.Pointer to the
+// *pgxpool.Pool → *notifier); an entry goes when its pool is garbage collected.
 var notifiers sync.Map
 
 func notifierOf(pool *pgxpool.Pool) *notifier {
-	if n, ok := notifiers.Load(pool); ok {
+	key := weak.Make(pool)
+	if n, ok := notifiers.Load(key); ok {
 		return n.(*notifier)
 	}
 	// Pool.Config copies the configuration: look at it once per pool.
-	n, _ := notifiers.LoadOrStore(pool, &notifier{pool: pool, quiet: quiet(pool.Config().ConnConfig)})
+	n, loaded := notifiers.LoadOrStore(key, &notifier{quiet: quiet(pool.Config().ConnConfig)})
+	if !loaded {
+		runtime.AddCleanup(pool, func(k weak.Pointer[pgxpool.Pool]) { notifiers.Delete(k) }, key)
+	}
 	return n.(*notifier)
 }
 
@@ -144,7 +150,6 @@ func notifierOf(pool *pgxpool.Pool) *notifier {
 // busy pool send one notification between them per round trip or notifyGap instead of
 // one each.
 type notifier struct {
-	pool     *pgxpool.Pool
 	quiet    bool // the pool's connections start with esgen.notify = off
 	mu       sync.Mutex
 	commits  uint64 // commits registered so far, numbered from 1
@@ -155,33 +160,33 @@ type notifier struct {
 
 // end records the end of the notification on its way, sent (ok) or not, and starts a
 // flush when commits are left uncovered.
-func (n *notifier) end(ok bool) {
+func (n *notifier) end(pool *pgxpool.Pool, ok bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if ok {
 		n.covered = max(n.covered, n.upTo)
 	}
 	n.inflight = false
-	n.flushLocked()
+	n.flushLocked(pool)
 }
 
 // flushLocked starts a goroutine that notifies until every registered commit is
 // covered, unless a notification is on its way or nothing is uncovered. n.mu is held.
-func (n *notifier) flushLocked() {
+func (n *notifier) flushLocked(pool *pgxpool.Pool) {
 	if n.inflight || n.covered >= n.commits {
 		return
 	}
 	n.inflight, n.upTo = true, n.commits
-	go n.flush()
+	go n.flush(pool)
 }
 
 // flush sends notifications on a connection of the pool until every registered commit
 // is covered. A notification that fails (the pool was closed, the server is gone)
 // is given up: its listeners find the events at their next poll.
-func (n *notifier) flush() {
+func (n *notifier) flush(pool *pgxpool.Pool) {
 	for {
 		sent := time.Now()
-		_, _ = n.pool.Exec(context.Background(), notifyOwnSQL)
+		_, _ = pool.Exec(context.Background(), notifyOwnSQL)
 		n.mu.Lock()
 		n.covered = max(n.covered, n.upTo) // sent, or given up
 		if n.covered >= n.commits {
@@ -198,8 +203,8 @@ func (n *notifier) flush() {
 	}
 }
 
-func (n *notifier) append(ctx context.Context, p dbsqlc.AppendEventParams) (dbsqlc.AppendEventRow, error) {
-	c, err := n.pool.Acquire(ctx)
+func (n *notifier) append(ctx context.Context, pool *pgxpool.Pool, p dbsqlc.AppendEventParams) (dbsqlc.AppendEventRow, error) {
+	c, err := pool.Acquire(ctx)
 	if err != nil {
 		return dbsqlc.AppendEventRow{}, err
 	}
@@ -219,7 +224,7 @@ func (n *notifier) append(ctx context.Context, p dbsqlc.AppendEventParams) (dbsq
 			notify = notifyOwnSQL
 		}
 		row, err := appendOwnOne(ctx, conn, p, notify)
-		n.end(err == nil)
+		n.end(pool, err == nil)
 		return row, err
 	}
 	n.mu.Unlock()
@@ -232,7 +237,7 @@ func (n *notifier) append(ctx context.Context, p dbsqlc.AppendEventParams) (dbsq
 	if row.Notify { // unless this session has esgen.notify = off
 		n.mu.Lock()
 		n.commits++
-		n.flushLocked()
+		n.flushLocked(pool)
 		n.mu.Unlock()
 	}
 	return row, nil

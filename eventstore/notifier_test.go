@@ -3,8 +3,10 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -53,7 +55,7 @@ func TestNotifierRegistersOnlyCommitsThatWantNotifying(t *testing.T) {
 	}
 	// The notification on its way ends: the registered commit is left uncovered, so a
 	// notification is sent for it.
-	n.end(true)
+	n.end(pool, true)
 	for {
 		c, covered := commits()
 		if covered >= c {
@@ -94,5 +96,38 @@ func TestNotifierRegistersOnlyCommitsThatWantNotifying(t *testing.T) {
 	ns.mu.Unlock()
 	if got != 0 {
 		t.Fatalf("%d commits registered by a session with esgen.notify = off, want 0", got)
+	}
+}
+
+// A pool's notifier is dropped once the pool is garbage collected, so that a process
+// that makes many pools does not keep them all.
+func TestNotifierGoesWithItsPool(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	key := func() weak.Pointer[pgxpool.Pool] {
+		pool, err := pgxpool.New(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		if _, err := Append(ctx, pool, "Thing", "a", Any, EventData{Type: "E", Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		k := weak.Make(pool)
+		if _, ok := notifiers.Load(k); !ok {
+			t.Fatal("no notifier for a pool that appended")
+		}
+		return k
+	}()
+	for i := 0; ; i++ {
+		runtime.GC()
+		if _, ok := notifiers.Load(key); !ok {
+			return
+		}
+		if i == 200 {
+			t.Fatal("the notifier of a closed, unreachable pool is still kept")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
