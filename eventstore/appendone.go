@@ -66,8 +66,8 @@ func appendEvent(ctx context.Context, db dbsqlc.DBTX, p dbsqlc.AppendEventParams
 // (a statement) after the commit, in one round trip: BEGIN, the append without its
 // notification, COMMIT and notify as one pipeline. The server skips every statement
 // after an error up to the pipeline's end, so notify runs only after a successful
-// commit, in a transaction of its own that writes nothing (no WAL flush to wait for),
-// and NOTIFY's server-wide lock is never held through the append's commit.
+// commit, in a transaction of its own (notifyOwnSQL: its commit waits for no WAL
+// flush), and NOTIFY's server-wide lock is never held through the append's commit.
 func appendOwnOne(ctx context.Context, conn *pgx.Conn, p dbsqlc.AppendEventParams, notify string) (dbsqlc.AppendEventRow, error) {
 	var st captured
 	p.NotifyInTransaction = false
@@ -114,6 +114,11 @@ func rollback(ctx context.Context, conn *pgx.Conn) {
 // the next at most this long (plus its round trip), and a busy pool sends at most about
 // one notification per gap.
 var notifyGap = time.Millisecond
+
+// flushTimeout bounds one notification of a pool's flush (a connection to wait for, a
+// server that does not answer): past it the notification is given up, and the pool's
+// next commits get a new one.
+const flushTimeout = 10 * time.Second
 
 // notifiers holds the notifier of each pool that appended (weak.Pointer to the
 // *pgxpool.Pool → *notifier); an entry goes when its pool is garbage collected.
@@ -186,7 +191,9 @@ func (n *notifier) flushLocked(pool *pgxpool.Pool) {
 func (n *notifier) flush(pool *pgxpool.Pool) {
 	for {
 		sent := time.Now()
-		_, _ = pool.Exec(context.Background(), notifyOwnSQL)
+		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		_, _ = pool.Exec(ctx, notifyOwnSQL)
+		cancel()
 		n.mu.Lock()
 		n.covered = max(n.covered, n.upTo) // sent, or given up
 		if n.covered >= n.commits {
