@@ -272,3 +272,58 @@ func TestQuietPoolDoesNotNotify(t *testing.T) {
 		t.Fatal("a pool with esgen.notify=off notified")
 	}
 }
+
+// A single-event append that waited for the aggregate's lock while another transaction
+// created the aggregate reads the head that transaction committed, even though its
+// statement's snapshot is older: Exact(1) lands on version 2 (the statement hands over
+// to esgen_append, which reads the head anew), NoStream is refused with actual 1.
+func TestSingleEventAppendAfterWaitingForTheLock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t)
+	for _, c := range []struct {
+		expected eventstore.ExpectedVersion
+		version  int64 // 0: a concurrency error with actual 1
+	}{{eventstore.Exact(1), 2}, {eventstore.Any, 2}, {eventstore.NoStream, 0}} {
+		id := "waited-" + c.expected.String()
+		first, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := eventstore.Append(ctx, first, "Thing", id, eventstore.NoStream, ev("E", map[string]int{})); err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			res eventstore.AppendResult
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			res, err := eventstore.Append(ctx, pool, "Thing", id, c.expected, ev("E", map[string]int{}))
+			done <- result{res, err}
+		}()
+		// Commit the first transaction once the second append waits for the lock.
+		for waiting := 0; waiting == 0; {
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := first.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r := <-done
+		if c.version == 0 {
+			var ce *eventstore.ConcurrencyError
+			if !errors.As(r.err, &ce) || ce.Actual != 1 {
+				t.Fatalf("%s after waiting: %+v, %v; want a concurrency error with actual 1", c.expected, r.res, r.err)
+			}
+			assertContiguous(t, pool, "Thing", id, 1)
+			continue
+		}
+		if r.err != nil || r.res.Version != c.version {
+			t.Fatalf("%s after waiting: %+v, %v; want version %d", c.expected, r.res, r.err, c.version)
+		}
+		assertContiguous(t, pool, "Thing", id, c.version)
+	}
+}
