@@ -3,7 +3,10 @@
 // # Appending
 //
 // [Append] writes all events of one call to one aggregate in one statement (one round
-// trip) inside the caller's transaction or on a pool. The expected version makes the
+// trip) inside the caller's transaction or on a pool. A single event, the common case,
+// is appended by a prepared statement with scalar parameters (the lock, the aggregate
+// head and the insert in one statement); several go through the SQL function
+// esgen_append and its arrays. Both follow the same rules. The expected version makes the
 // write conditional: [Any] always appends, [NoStream] only to a new aggregate, and
 // [Exact] only when the aggregate is at that version; otherwise the error is an
 // [*ConcurrencyError] that names the aggregate and both versions ([ErrConcurrency]
@@ -39,11 +42,24 @@
 // milliseconds. A transaction that has called NOTIFY holds a server-wide lock from
 // just before its commit until the commit is done (through the WAL flush on a durable
 // server), so notifying transactions commit one at a time. Appends therefore notify
-// after their commit where esgen owns the transaction: [Append] given a pool, or a
-// connection outside a transaction, sends BEGIN, the append with its notification off,
-// COMMIT and then pg_notify as one pipeline (one round trip); the server skips the
-// rest of a pipeline after an error, so the notification, a transaction of its own
-// that writes nothing and commits without a flush, follows only a successful commit.
+// after their commit where esgen owns the transaction: [Append] given a connection
+// outside a transaction sends BEGIN, the append with its notification off, COMMIT and
+// then pg_notify as one pipeline (one round trip); the server skips the rest of a
+// pipeline after an error, so the notification follows only a successful commit.
+//
+// On a pool, concurrent appends share notifications: a notification sent after several
+// commits wakes the listeners for all of them, and the pool has at most one on its way
+// at a time. A single-event append that finds none on its way carries one in its
+// pipeline as above (a lone writer always does); one that finds one on its way sends
+// the append alone and, once it committed, leaves its notification to the next one,
+// sent by the next append that carries one or by a goroutine of the pool's: at once,
+// or, when it has just sent one, a millisecond after the start of that one, so that a
+// busy pool sends about one notification per millisecond. Append may then return
+// shortly before the listeners are woken. A batch append
+// on a pool carries its own notification. Either way a failed append notifies nobody.
+// A notification sent as a transaction of its own commits with synchronous_commit off:
+// NOTIFY gives its transaction an id (and so a commit record), and it would otherwise
+// hold NOTIFY's lock through a WAL flush.
 //
 // In a transaction of the caller's an append notifies at that transaction's commit,
 // inside it (and not at all when it rolls back), which keeps the lock through the

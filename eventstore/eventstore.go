@@ -138,10 +138,13 @@ var emptyObject = json.RawMessage(`{}`)
 //
 // Given a pool, or a connection that is not inside a transaction, Append runs in a
 // transaction of its own and notifies listening projections after that transaction
-// committed, in the same round trip. In a transaction of the caller's (a pgx.Tx) the
-// notification is part of the transaction and sent at its commit, which holds
-// NOTIFY's server-wide lock through that commit; [DeferNotify] and [NotifyAppended]
-// move it after the commit.
+// committed. On a pool, concurrent single-event appends share their notifications (one
+// sent after several commits covers them all), so Append may return before the
+// notification covering its event is sent, by another append or in the background,
+// within about a round trip and a millisecond (see the package documentation). In a transaction of the caller's (a
+// pgx.Tx) the notification is part of the transaction and sent at its commit, which
+// holds NOTIFY's server-wide lock through that commit; [DeferNotify] and
+// [NotifyAppended] move it after the commit.
 //
 // A transaction that already wrote elsewhere may get a serialization failure (SQLSTATE
 // 40001) when a younger transaction appended to the same aggregate first; retry it. See
@@ -160,11 +163,31 @@ func Append(ctx context.Context, db DBTX, aggregateType, aggregateID string, exp
 		return AppendResult{}, invalid("no events to append to %s %q", aggregateType, aggregateID)
 	}
 	n := len(events)
+	hash := int64(Hash(aggregateID))
+	if n == 1 {
+		ev, err := checkEvent(0, events[0], aggregateType, aggregateID)
+		if err != nil {
+			return AppendResult{}, err
+		}
+		return appendOne(ctx, db, dbsqlc.AppendEventParams{
+			AggregateType:   aggregateType,
+			AggregateID:     aggregateID,
+			ExpectedVersion: int64(expected),
+			PartitionHash:   hash,
+			EventID:         ev.id,
+			EventType:       ev.typ,
+			EventVersion:    ev.version,
+			Payload:         ev.payload,
+			Metadata:        ev.metadata,
+			CorrelationID:   ev.correlation,
+			CausationID:     ev.causation,
+		}, expected)
+	}
 	p := dbsqlc.AppendEventsParams{
 		AggregateType:   aggregateType,
 		AggregateID:     aggregateID,
 		ExpectedVersion: int64(expected),
-		PartitionHash:   int64(Hash(aggregateID)),
+		PartitionHash:   hash,
 		EventIds:        make([]pgtype.UUID, n),
 		EventTypes:      make([]string, n),
 		EventVersions:   make([]int32, n),
@@ -174,36 +197,17 @@ func Append(ctx context.Context, db DBTX, aggregateType, aggregateID string, exp
 		CausationIds:    make([]pgtype.UUID, n),
 	}
 	for i, e := range events {
-		if e.Type == "" {
-			return AppendResult{}, invalid("event %d of %s %q has no type", i, aggregateType, aggregateID)
+		ev, err := checkEvent(i, e, aggregateType, aggregateID)
+		if err != nil {
+			return AppendResult{}, err
 		}
-		if !json.Valid(e.Payload) {
-			return AppendResult{}, invalid("event %d (%s) of %s %q: payload is not valid JSON", i, e.Type, aggregateType, aggregateID)
-		}
-		meta := e.Metadata
-		if meta == nil {
-			meta = emptyObject
-		} else if !json.Valid(meta) {
-			return AppendResult{}, invalid("event %d (%s) of %s %q: metadata is not valid JSON", i, e.Type, aggregateType, aggregateID)
-		}
-		if e.Version < 0 {
-			return AppendResult{}, invalid("event %d (%s) of %s %q: negative event version %d", i, e.Type, aggregateType, aggregateID, e.Version)
-		}
-		id := e.ID
-		if id == uuid.Nil {
-			id = uuid.New()
-		}
-		ver := e.Version
-		if ver == 0 {
-			ver = 1
-		}
-		p.EventIds[i] = pgtype.UUID{Bytes: id, Valid: true}
-		p.EventTypes[i] = e.Type
-		p.EventVersions[i] = ver
-		p.Payloads[i] = e.Payload
-		p.Metadata[i] = meta
-		p.CorrelationIds[i] = pgtype.UUID{Bytes: e.CorrelationID.UUID, Valid: e.CorrelationID.Valid}
-		p.CausationIds[i] = pgtype.UUID{Bytes: e.CausationID.UUID, Valid: e.CausationID.Valid}
+		p.EventIds[i] = ev.id
+		p.EventTypes[i] = ev.typ
+		p.EventVersions[i] = ev.version
+		p.Payloads[i] = ev.payload
+		p.Metadata[i] = ev.metadata
+		p.CorrelationIds[i] = ev.correlation
+		p.CausationIds[i] = ev.causation
 	}
 	var rows []dbsqlc.AppendEventsRow
 	conn, release, own, err := ownConn(ctx, db)
@@ -236,6 +240,60 @@ func Append(ctx context.Context, db DBTX, aggregateType, aggregateID string, exp
 		res.Positions[r.AggregateVersion-first] = r.GlobalPosition
 	}
 	return res, nil
+}
+
+// appendError turns a failed append's error into the error Append returns: a
+// [*ConcurrencyError] for a version mismatch (SQLSTATE ESG01, the actual version as
+// DETAIL), the error with context otherwise.
+func appendError(err error, n int, aggregateType, aggregateID string, expected ExpectedVersion) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "ESG01" {
+		actual, _ := strconv.ParseInt(pgErr.Detail, 10, 64)
+		return &ConcurrencyError{AggregateType: aggregateType, AggregateID: aggregateID, Expected: expected, Actual: actual}
+	}
+	return fmt.Errorf("eventstore: append %d event(s) to %s %q: %w", n, aggregateType, aggregateID, MissingTables(err))
+}
+
+// checkedEvent is an event to append, checked and with its defaults filled in.
+type checkedEvent struct {
+	id                     pgtype.UUID
+	typ                    string
+	version                int32
+	payload, metadata      []byte
+	correlation, causation pgtype.UUID
+}
+
+// checkEvent checks event i of an append and fills in its defaults: a random id, event
+// version 1, metadata {}.
+func checkEvent(i int, e EventData, aggregateType, aggregateID string) (checkedEvent, error) {
+	if e.Type == "" {
+		return checkedEvent{}, invalid("event %d of %s %q has no type", i, aggregateType, aggregateID)
+	}
+	if !json.Valid(e.Payload) {
+		return checkedEvent{}, invalid("event %d (%s) of %s %q: payload is not valid JSON", i, e.Type, aggregateType, aggregateID)
+	}
+	meta := e.Metadata
+	if meta == nil {
+		meta = emptyObject
+	} else if !json.Valid(meta) {
+		return checkedEvent{}, invalid("event %d (%s) of %s %q: metadata is not valid JSON", i, e.Type, aggregateType, aggregateID)
+	}
+	if e.Version < 0 {
+		return checkedEvent{}, invalid("event %d (%s) of %s %q: negative event version %d", i, e.Type, aggregateType, aggregateID, e.Version)
+	}
+	id := e.ID
+	if id == uuid.Nil {
+		id = uuid.New()
+	}
+	ver := e.Version
+	if ver == 0 {
+		ver = 1
+	}
+	return checkedEvent{
+		id: pgtype.UUID{Bytes: id, Valid: true}, typ: e.Type, version: ver, payload: e.Payload, metadata: meta,
+		correlation: pgtype.UUID{Bytes: e.CorrelationID.UUID, Valid: e.CorrelationID.Valid},
+		causation:   pgtype.UUID{Bytes: e.CausationID.UUID, Valid: e.CausationID.Valid},
+	}, nil
 }
 
 // ReadOptions selects a part of the global stream.

@@ -12,17 +12,28 @@ import (
 	"github.com/esgen-dev/esgen/generated/dbsqlc"
 )
 
-// notifyChannel is the channel appends notify (esgen_append notifies it too).
+// notifyChannel is the channel appends notify (esgen_append and the single-event
+// statement notify it too).
 const notifyChannel = "esgen_events"
 
 const (
 	// deferSQL makes the appends of the current transaction skip their in-transaction
-	// pg_notify (esgen_append reads the setting).
+	// pg_notify (esgen_append and the single-event statement read the setting).
 	deferSQL = `SELECT set_config('esgen.notify', 'off', true)`
-	// notifyAfterSQL is the notification an esgen-owned transaction sends after its
-	// commit, unless the session turned notifications off (esgen.notify = off).
-	notifyAfterSQL = `SELECT pg_notify('` + notifyChannel + `', '') WHERE coalesce(current_setting('esgen.notify', true), '') <> 'off'`
-	notifySQL      = `SELECT pg_notify('` + notifyChannel + `', '')`
+	// notifySQL notifies in the transaction it runs in.
+	notifySQL = `SELECT pg_notify('` + notifyChannel + `', '')`
+	// notifyOwnSQL is a notification sent as a transaction of its own (an implicit
+	// one: a statement outside BEGIN … COMMIT). NOTIFY gives its transaction an id, so
+	// that transaction writes a commit record, and it holds NOTIFY's server-wide lock
+	// from just before its commit until the commit is done; on a durable server that is
+	// through a WAL flush, during which no other notifying transaction commits.
+	// synchronous_commit = off for this transaction alone lets its commit return
+	// without waiting for the flush: nothing is lost, notifications do not outlive a
+	// restart anyway.
+	notifyOwnSQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify('` + notifyChannel + `', '')`
+	// notifyAfterSQL is notifyOwnSQL for an esgen-owned transaction after its commit,
+	// unless the session turned notifications off (esgen.notify = off).
+	notifyAfterSQL = notifyOwnSQL + ` WHERE coalesce(current_setting('esgen.notify', true), '') <> 'off'`
 )
 
 // DeferNotify makes the appends of the caller's transaction tx skip their notification,
@@ -49,7 +60,11 @@ func DeferNotify(ctx context.Context, tx DBTX) error {
 // the same connection or any other. A notification says only "look again"; a spare one
 // costs the listeners one empty read.
 func NotifyAppended(ctx context.Context, db DBTX) error {
-	if _, err := db.Exec(ctx, notifySQL); err != nil {
+	st := notifySQL
+	if _, ok := db.(*pgxpool.Pool); ok {
+		st = notifyOwnSQL // a transaction of its own
+	}
+	if _, err := db.Exec(ctx, st); err != nil {
 		return fmt.Errorf("eventstore: notify %s: %w", notifyChannel, err)
 	}
 	return nil
@@ -63,7 +78,7 @@ func NotifyAppended(ctx context.Context, db DBTX) error {
 func ownConn(ctx context.Context, db DBTX) (*pgx.Conn, func(), bool, error) {
 	switch d := db.(type) {
 	case *pgxpool.Pool:
-		if quiet(d.Config().ConnConfig) {
+		if notifierOf(d).quiet {
 			return nil, nil, false, nil
 		}
 		c, err := d.Acquire(ctx)
@@ -109,8 +124,9 @@ func (c *captured) Exec(context.Context, string, ...any) (pgconn.CommandTag, err
 	return pgconn.CommandTag{}, errors.New("eventstore: Exec not captured")
 }
 
-func (c *captured) QueryRow(context.Context, string, ...any) pgx.Row {
-	return errRow{errors.New("eventstore: QueryRow not captured")}
+func (c *captured) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
+	c.sql, c.args = sql, args
+	return errRow{errCaptured}
 }
 
 type errRow struct{ err error }
@@ -121,9 +137,9 @@ func (r errRow) Scan(...any) error { return r.err }
 // in one round trip: BEGIN, the append with its notification off, COMMIT, then
 // pg_notify, sent as one pipeline. The server runs the pipeline's statements in order
 // and skips every statement after an error up to the pipeline's end, so the
-// notification runs only after the commit succeeded, as a transaction of its own. That
-// transaction writes no data, so its commit does not wait for a WAL flush, and NOTIFY's
-// server-wide lock is held only for that commit, never through the append's.
+// notification runs only after the commit succeeded, as a transaction of its own
+// (notifyAfterSQL: its commit waits for no WAL flush), and NOTIFY's server-wide lock is
+// held only for that commit, never through the append's.
 func appendOwn(ctx context.Context, conn *pgx.Conn, p dbsqlc.AppendEventsParams) ([]dbsqlc.AppendEventsRow, error) {
 	var st captured
 	if _, err := queries.AppendEvents(ctx, &st, p); !errors.Is(err, errCaptured) {
@@ -154,12 +170,7 @@ func appendOwn(ctx context.Context, conn *pgx.Conn, p dbsqlc.AppendEventsParams)
 		err = cerr
 	}
 	if err != nil {
-		// A failed statement leaves the transaction aborted: end it, so that the
-		// connection can be used again (a pool drops a connection left in a
-		// transaction).
-		if !conn.IsClosed() && conn.PgConn().TxStatus() != 'I' {
-			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-		}
+		rollback(ctx, conn)
 		return nil, err
 	}
 	return out, nil

@@ -29,6 +29,182 @@ func (q *Queries) AggregateVersion(ctx context.Context, db DBTX, arg AggregateVe
 	return version, err
 }
 
+const appendEvent = `-- name: AppendEvent :one
+
+WITH l AS (
+    SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2::text, 0))
+), x AS (
+    SELECT pg_current_xact_id() AS tx FROM l
+), h AS (
+    INSERT INTO esgen_aggregate_heads AS h (aggregate_type, aggregate_id, version, last_transaction_id)
+    SELECT $1::text, $2::text, 1, x.tx FROM x
+    ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+    SET version = h.version + 1, last_transaction_id = excluded.last_transaction_id, updated_at = now()
+    WHERE $3::bigint < 0 AND h.last_transaction_id <= excluded.last_transaction_id
+    RETURNING h.version
+), e AS (
+    INSERT INTO esgen_events AS e (event_id, aggregate_type, aggregate_id, aggregate_version,
+                                   event_type, event_version, partition_hash, payload, metadata,
+                                   correlation_id, causation_id)
+    SELECT $4::uuid, $1::text, $2::text, h.version,
+           $5::text, $6::integer, $7::bigint, $8::jsonb,
+           coalesce($9::jsonb, '{}'::jsonb), $10::uuid, $11::uuid
+    FROM h
+    RETURNING e.global_position, e.aggregate_version
+)
+SELECT e.global_position::bigint AS global_position, e.aggregate_version::bigint AS aggregate_version,
+       (CASE WHEN coalesce(current_setting('esgen.notify', true), '') = 'off' THEN false
+             WHEN $12::boolean THEN pg_notify('esgen_events', '') IS NOT NULL
+             ELSE true END)::boolean AS notify
+FROM e
+UNION ALL
+SELECT a.global_position, a.aggregate_version, coalesce(current_setting('esgen.notify', true), '') <> 'off'
+FROM esgen_append($1::text, $2::text, $3::bigint, $7::bigint,
+                  ARRAY[$4::uuid], ARRAY[$5::text], ARRAY[$6::integer],
+                  ARRAY[$8::jsonb], ARRAY[$9::jsonb], ARRAY[$10::uuid],
+                  ARRAY[$11::uuid]) AS a
+WHERE NOT EXISTS (SELECT FROM e)
+`
+
+type AppendEventParams struct {
+	AggregateType       string
+	AggregateID         string
+	ExpectedVersion     int64
+	EventID             pgtype.UUID
+	EventType           string
+	EventVersion        int32
+	PartitionHash       int64
+	Payload             []byte
+	Metadata            []byte
+	CorrelationID       pgtype.UUID
+	CausationID         pgtype.UUID
+	NotifyInTransaction bool
+}
+
+type AppendEventRow struct {
+	GlobalPosition   int64
+	AggregateVersion int64
+	Notify           bool
+}
+
+// The reads of esgen_events by position and by aggregate are rendered in Go, with the
+// conditions they share written once: internal/readsql.
+// Appends one event to an aggregate at any version (expected_version -1) or to a new
+// one (0), in one statement, with the rules of esgen_append (001_event_store.sql) and
+// without its PL/pgSQL, arrays and unnest: single-event appends are most appends, and a
+// statement prepared once costs the server less than the function's statements.
+//
+// l takes the aggregate's advisory lock before the transaction writes anything; x then
+// gets the transaction id (the lock comes first, so ids grow with versions). h inserts
+// the head, or moves it on (expected version -1 only) unless a younger transaction
+// wrote it; ON CONFLICT works on the newest head whatever the statement's snapshot.
+// The event takes the head's new version. When nothing was written (a version
+// mismatch, a younger transaction), the same append is run by esgen_append, which
+// raises the error (ESG01 with the actual version, or 40001) and so stays the one place
+// that words it; it appends if it finds nothing wrong (it reads the head anew).
+//
+// notify: whether this session wants notifications (esgen.notify is not off); with
+// notify_in_transaction the statement also notifies esgen_events (at the commit).
+func (q *Queries) AppendEvent(ctx context.Context, db DBTX, arg AppendEventParams) (AppendEventRow, error) {
+	row := db.QueryRow(ctx, appendEvent,
+		arg.AggregateType,
+		arg.AggregateID,
+		arg.ExpectedVersion,
+		arg.EventID,
+		arg.EventType,
+		arg.EventVersion,
+		arg.PartitionHash,
+		arg.Payload,
+		arg.Metadata,
+		arg.CorrelationID,
+		arg.CausationID,
+		arg.NotifyInTransaction,
+	)
+	var i AppendEventRow
+	err := row.Scan(&i.GlobalPosition, &i.AggregateVersion, &i.Notify)
+	return i, err
+}
+
+const appendEventAt = `-- name: AppendEventAt :one
+WITH l AS (
+    SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2::text, 0))
+), x AS (
+    SELECT pg_current_xact_id() AS tx FROM l
+), h AS (
+    UPDATE esgen_aggregate_heads AS h
+    SET version = h.version + 1, last_transaction_id = x.tx, updated_at = now()
+    FROM x
+    WHERE h.aggregate_type = $1::text AND h.aggregate_id = $2::text
+      AND h.version = $3::bigint AND h.last_transaction_id <= x.tx
+    RETURNING h.version
+), e AS (
+    INSERT INTO esgen_events AS e (event_id, aggregate_type, aggregate_id, aggregate_version,
+                                   event_type, event_version, partition_hash, payload, metadata,
+                                   correlation_id, causation_id)
+    SELECT $4::uuid, $1::text, $2::text, h.version,
+           $5::text, $6::integer, $7::bigint, $8::jsonb,
+           coalesce($9::jsonb, '{}'::jsonb), $10::uuid, $11::uuid
+    FROM h
+    RETURNING e.global_position, e.aggregate_version
+)
+SELECT e.global_position::bigint AS global_position, e.aggregate_version::bigint AS aggregate_version,
+       (CASE WHEN coalesce(current_setting('esgen.notify', true), '') = 'off' THEN false
+             WHEN $12::boolean THEN pg_notify('esgen_events', '') IS NOT NULL
+             ELSE true END)::boolean AS notify
+FROM e
+UNION ALL
+SELECT a.global_position, a.aggregate_version, coalesce(current_setting('esgen.notify', true), '') <> 'off'
+FROM esgen_append($1::text, $2::text, $3::bigint, $7::bigint,
+                  ARRAY[$4::uuid], ARRAY[$5::text], ARRAY[$6::integer],
+                  ARRAY[$8::jsonb], ARRAY[$9::jsonb], ARRAY[$10::uuid],
+                  ARRAY[$11::uuid]) AS a
+WHERE NOT EXISTS (SELECT FROM e)
+`
+
+type AppendEventAtParams struct {
+	AggregateType       string
+	AggregateID         string
+	ExpectedVersion     int64
+	EventID             pgtype.UUID
+	EventType           string
+	EventVersion        int32
+	PartitionHash       int64
+	Payload             []byte
+	Metadata            []byte
+	CorrelationID       pgtype.UUID
+	CausationID         pgtype.UUID
+	NotifyInTransaction bool
+}
+
+type AppendEventAtRow struct {
+	GlobalPosition   int64
+	AggregateVersion int64
+	Notify           bool
+}
+
+// AppendEvent for an aggregate that must be at version expected_version (n > 0): the
+// head moves on only from that version, and only if no younger transaction wrote it
+// (UPDATE rechecks the newest head whatever the statement's snapshot).
+func (q *Queries) AppendEventAt(ctx context.Context, db DBTX, arg AppendEventAtParams) (AppendEventAtRow, error) {
+	row := db.QueryRow(ctx, appendEventAt,
+		arg.AggregateType,
+		arg.AggregateID,
+		arg.ExpectedVersion,
+		arg.EventID,
+		arg.EventType,
+		arg.EventVersion,
+		arg.PartitionHash,
+		arg.Payload,
+		arg.Metadata,
+		arg.CorrelationID,
+		arg.CausationID,
+		arg.NotifyInTransaction,
+	)
+	var i AppendEventAtRow
+	err := row.Scan(&i.GlobalPosition, &i.AggregateVersion, &i.Notify)
+	return i, err
+}
+
 const appendEvents = `-- name: AppendEvents :many
 SELECT a.global_position::bigint AS global_position, a.aggregate_version::bigint AS aggregate_version
 FROM esgen_append(
