@@ -63,50 +63,18 @@ func appendEvent(ctx context.Context, db dbsqlc.DBTX, p dbsqlc.AppendEventParams
 }
 
 // appendOwnOne appends one event in a transaction of its own on conn and sends notify
-// (a statement) after the commit, in one round trip: BEGIN, the append without its
-// notification, COMMIT and notify as one pipeline. The server skips every statement
-// after an error up to the pipeline's end, so notify runs only after a successful
-// commit, in a transaction of its own (notifyOwnSQL: its commit waits for no WAL
-// flush), and NOTIFY's server-wide lock is never held through the append's commit.
+// after the commit (ownTransaction); the statement itself does not notify.
 func appendOwnOne(ctx context.Context, conn *pgx.Conn, p dbsqlc.AppendEventParams, notify string) (dbsqlc.AppendEventRow, error) {
 	var st captured
 	p.NotifyInTransaction = false
 	if _, err := appendEvent(ctx, &st, p); !errors.Is(err, errCaptured) {
 		return dbsqlc.AppendEventRow{}, err
 	}
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(st.sql, st.args...)
-	b.Queue("COMMIT")
-	b.Queue(notify)
-	br := conn.SendBatch(ctx, b)
 	var row dbsqlc.AppendEventRow
-	_, err := br.Exec()
-	if err == nil {
-		err = br.QueryRow().Scan(&row.GlobalPosition, &row.AggregateVersion, &row.Notify)
-	}
-	if err == nil {
-		_, err = br.Exec() // COMMIT
-	}
-	if err == nil {
-		_, err = br.Exec() // notify
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		rollback(ctx, conn)
-		return dbsqlc.AppendEventRow{}, err
-	}
-	return row, nil
-}
-
-// rollback ends the transaction a failed pipeline left open (aborted), so that the
-// connection can be used again (a pool drops a connection returned in a transaction).
-func rollback(ctx context.Context, conn *pgx.Conn) {
-	if !conn.IsClosed() && conn.PgConn().TxStatus() != 'I' {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-	}
+	err := ownTransaction(ctx, conn, "", st, notify, func(br pgx.BatchResults) error {
+		return br.QueryRow().Scan(&row.GlobalPosition, &row.AggregateVersion, &row.Notify)
+	})
+	return row, err
 }
 
 // notifyGap is the least time between the starts of two notifications that a pool's

@@ -133,47 +133,66 @@ type errRow struct{ err error }
 
 func (r errRow) Scan(...any) error { return r.err }
 
-// appendOwn appends in a transaction of its own on conn and notifies after the commit,
-// in one round trip: BEGIN, the append with its notification off, COMMIT, then
-// pg_notify, sent as one pipeline. The server runs the pipeline's statements in order
-// and skips every statement after an error up to the pipeline's end, so the
-// notification runs only after the commit succeeded, as a transaction of its own
-// (notifyAfterSQL: its commit waits for no WAL flush), and NOTIFY's server-wide lock is
-// held only for that commit, never through the append's.
+// appendOwn appends in a transaction of its own on conn and notifies after the commit
+// (ownTransaction), with esgen_append's own notification turned off for the
+// transaction.
 func appendOwn(ctx context.Context, conn *pgx.Conn, p dbsqlc.AppendEventsParams) ([]dbsqlc.AppendEventsRow, error) {
 	var st captured
 	if _, err := queries.AppendEvents(ctx, &st, p); !errors.Is(err, errCaptured) {
 		return nil, err
 	}
+	var out []dbsqlc.AppendEventsRow
+	err := ownTransaction(ctx, conn, deferSQL, st, notifyAfterSQL, func(br pgx.BatchResults) (err error) {
+		out, err = scanAppended(br)
+		return err
+	})
+	return out, err
+}
+
+// ownTransaction runs an append (st, captured from a generated query) in a
+// transaction of its own on conn and sends notify (a statement) after the commit, in
+// one round trip: BEGIN, pre (a statement, or ""), the append, whose results scan
+// reads, COMMIT, then notify, sent as one pipeline. The server runs the pipeline's
+// statements in order and skips every statement after an error up to the pipeline's
+// end, so the notification runs only after the commit succeeded, as a transaction of
+// its own (notifyOwnSQL: its commit waits for no WAL flush), and NOTIFY's server-wide
+// lock is held only for that commit, never through the append's.
+func ownTransaction(ctx context.Context, conn *pgx.Conn, pre string, st captured, notify string, scan func(pgx.BatchResults) error) error {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(deferSQL)
+	if pre != "" {
+		b.Queue(pre)
+	}
 	b.Queue(st.sql, st.args...)
 	b.Queue("COMMIT")
-	b.Queue(notifyAfterSQL)
+	b.Queue(notify)
 	br := conn.SendBatch(ctx, b)
 	_, err := br.Exec()
-	if err == nil {
+	if err == nil && pre != "" {
 		_, err = br.Exec()
 	}
-	var out []dbsqlc.AppendEventsRow
 	if err == nil {
-		out, err = scanAppended(br)
+		err = scan(br)
 	}
 	if err == nil {
 		_, err = br.Exec() // COMMIT
 	}
 	if err == nil {
-		_, err = br.Exec() // pg_notify
+		_, err = br.Exec() // notify
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		rollback(ctx, conn)
-		return nil, err
+		// A failed statement leaves the transaction aborted: end it, so that the
+		// connection can be used again (a pool drops a connection returned in a
+		// transaction).
+		if !conn.IsClosed() && conn.PgConn().TxStatus() != 'I' {
+			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+		return err
 	}
-	return out, nil
+	return nil
 }
 
 func scanAppended(br pgx.BatchResults) ([]dbsqlc.AppendEventsRow, error) {

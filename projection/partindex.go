@@ -9,7 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/esgen-dev/esgen/eventstore"
 )
 
 // The partition index of a count n is an index on esgen_events
@@ -61,6 +64,25 @@ func EnsurePartitionIndex(ctx context.Context, pool *pgxpool.Pool, count int) (b
 		return err
 	})
 	return built, err
+}
+
+// EnsureRescaleIndex builds the partition index of total (as [EnsurePartitionIndex])
+// for a projection that exists and runs with another count: what esgen rescale does
+// before the switch, so that the new layout's workers read only their partitions from
+// their first batch. It reports whether it built the index; for a projection that
+// does not exist or already runs with total partitions it does nothing.
+func EnsureRescaleIndex(ctx context.Context, pool *pgxpool.Pool, name string, total int) (bool, error) {
+	proj, err := queries.GetProjection(ctx, pool, name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("projection %s: look up the layout: %w", name, eventstore.MissingTables(err))
+	}
+	if int(proj.PartitionCount) == total {
+		return false, nil
+	}
+	return EnsurePartitionIndex(ctx, pool, total)
 }
 
 // DropUnusedPartitionIndexes drops, concurrently, the partition indexes

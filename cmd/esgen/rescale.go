@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/esgen-dev/esgen/projection"
@@ -51,7 +50,7 @@ See docs/projections.md, "Changing the partition count".`, projection.MaxPartiti
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if !*noIndex && total > 1 {
-		if err := buildPartitionIndex(ctx, conn, *db, name, total, stdout); err != nil {
+		if err := buildPartitionIndex(ctx, *db, name, total, stdout); err != nil {
 			return err
 		}
 	}
@@ -79,12 +78,8 @@ See docs/projections.md, "Changing the partition count".`, projection.MaxPartiti
 }
 
 // buildPartitionIndex builds the partition index of count for a projection that exists
-// and runs with another count, and says what it did.
-func buildPartitionIndex(ctx context.Context, conn *pgx.Conn, db, name string, count int, stdout io.Writer) error {
-	st, err := projection.Status(ctx, conn, name)
-	if err != nil || st.PartitionCount == count {
-		return nil // Rescale says what is wrong, or that nothing changes
-	}
+// and runs with another count (projection.EnsureRescaleIndex), and says so.
+func buildPartitionIndex(ctx context.Context, db, name string, count int, stdout io.Writer) error {
 	cfg, err := pgxpool.ParseConfig(databaseURL(db))
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -96,7 +91,7 @@ func buildPartitionIndex(ctx context.Context, conn *pgx.Conn, db, name string, c
 	}
 	defer pool.Close()
 	start := time.Now()
-	built, err := projection.EnsurePartitionIndex(ctx, pool, count)
+	built, err := projection.EnsureRescaleIndex(ctx, pool, name, count)
 	if err != nil {
 		return fmt.Errorf("build the partition index of %d partitions (--no-partition-index leaves it to the workers): %w", count, err)
 	}
