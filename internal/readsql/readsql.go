@@ -61,13 +61,6 @@ const (
 	SnapshotHeadPosition      = "head_position"
 )
 
-// snapshotRowName marks a gap-safe read's text (see IsGapSafe).
-const snapshotRowName = "-- snapshot row first"
-
-// IsGapSafe reports whether sql is a gap-safe read, whose first row is the snapshot
-// row.
-func IsGapSafe(sql string) bool { return strings.Contains(sql, snapshotRowName) }
-
 // columnList is Columns as a select list on esgen_events e.
 var columnList = "e." + strings.Join(Columns[:6], ", e.") + ",\n       e." + strings.Join(Columns[6:], ", e.")
 
@@ -405,7 +398,7 @@ func (b *builder) gapSafe(name string, f Filter, holes Holes, mode partitionMode
 	}
 	cols[slices.Index(Columns[:], "payload")] = "jsonb_build_object(" + snapshot + ") AS payload"
 	var sql strings.Builder
-	sql.WriteString("-- name: " + name + "\n" + snapshotRowName + "\n")
+	sql.WriteString("-- name: " + name + "\n")
 	sql.WriteString("WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS s)\n")
 	fmt.Fprintf(&sql, "SELECT %s\nFROM snap\n", strings.Join(cols, ", "))
 	if head {

@@ -169,7 +169,7 @@ func query(t *testing.T, pool *pgxpool.Pool, st readsql.Statement) []eventstore.
 	if err != nil {
 		t.Fatalf("%s: %v", st.SQL, err)
 	}
-	if readsql.IsGapSafe(st.SQL) {
+	if strings.Contains(st.SQL, "pg_current_snapshot() AS s") { // a gap-safe read: its first row is the snapshot
 		b, err := eventstore.ScanBatch(rows, eventstore.Cursor{}, 1<<20)
 		if err != nil {
 			t.Fatalf("%s: %v", st.SQL, err)
