@@ -8,17 +8,18 @@ import (
 	"github.com/esgen-dev/esgen/eventstore"
 )
 
-// readAhead is the next batch of a catching-up partition, read on a second pool
-// connection while the current batch is handled and committed, so that the server
-// produces the next rows while the client works (as one streaming read does).
+// readAhead is the next read of a catching-up partition, read on a second pool
+// connection while the events of the current read are handled and committed, so that
+// the server produces the next rows while the client works (as one streaming read
+// does).
 //
 // It is the read of step 1 done early: a transaction that has read the events after
-// the current batch's last position, not yet locked anything, and taken no transaction
-// id. It was read at the cursor the current batch leaves (position and holes), so it is
-// the right next batch exactly when the current batch commits and leaves the checkpoint
-// at that cursor; the lock and the compare-and-set of the next batch check that as
-// for any read. It is discarded on any failure, fence, rollback, layout change and at
-// shutdown.
+// the current read's last event, not yet locked anything, and taken no transaction id.
+// It was read at the cursor the current read leaves once all its events are handled
+// (position and holes), so it is the right next read exactly when the last batch of
+// the current read commits and leaves the checkpoint at that cursor; the lock and the
+// compare-and-set of the next batch check that as for any read. It is discarded on
+// any failure, fence, rollback, layout change and at shutdown.
 type readAhead struct {
 	from        eventstore.Cursor
 	limit       int
