@@ -30,8 +30,8 @@ func TestBenchCommandAppendJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("output is not JSON: %v\n%s", err, out)
 	}
-	if len(rep.Results) != 16 {
-		t.Fatalf("%d results, want 16 append rows", len(rep.Results))
+	if len(rep.Results) != 18 {
+		t.Fatalf("%d results, want 18 append rows", len(rep.Results))
 	}
 	for _, r := range rep.Results {
 		if r.Group != "append" || r.Events <= 0 || r.EventsPerSec <= 0 {

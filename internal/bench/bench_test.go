@@ -136,13 +136,13 @@ func checkReport(t *testing.T, rep *Report, only ...string) {
 	}
 	// The catch-up rows a script looks for, each against the raw read of its run.
 	if len(only) == 0 || slices.Contains(only, GroupCatchUp) {
-		for _, name := range []string{handlerNoop + " handler, " + layoutOne, handlerNoop + " handler, " + layoutInProcess} {
+		for _, name := range []string{handlerNoop + " handler, " + layoutOne, handlerNoop + " handler, " + layoutInProcess, gapSafeReadsName} {
 			if r, ok := rep.Result(GroupCatchUp, name); !ok || r.RawName != rawReadName || r.Ratio <= 0 {
 				t.Errorf("catch-up row %q missing or without ratio_to_raw", name)
 			}
 		}
 	}
-	want := map[string]int{GroupAppend: 16, GroupCatchUp: 6, GroupUpsert: 5, GroupLatency: 2, GroupGap: 6, GroupFailover: 3}
+	want := map[string]int{GroupAppend: 18, GroupCatchUp: 7, GroupUpsert: 5, GroupLatency: 2, GroupGap: 6, GroupFailover: 3}
 	for g, n := range want {
 		if len(only) > 0 && !slices.Contains(only, g) {
 			n = 0
@@ -167,7 +167,7 @@ func TestAppendAndUpsert(t *testing.T) {
 	}
 	checkReport(t, rep, only...)
 	rows := map[string][]string{
-		GroupAppend: {"raw INSERT, 1 row/tx, 8 writers", "Append, 1 event/tx, 8 writers", rawInTxName, appendInTxName, appendInTxDeferredName},
+		GroupAppend: {"raw INSERT, 1 row/tx, 8 writers", "Append, 1 event/tx, 8 writers", rawReturningName, rawWithHeadName, rawInTxName, appendInTxName, appendInTxDeferredName},
 		GroupUpsert: {upsertRawName, upsertQueuedName, upsertPerEventName, upsertQueuedParts, upsertPerEventParts},
 	}
 	for g, names := range rows {
@@ -182,8 +182,10 @@ func TestAppendAndUpsert(t *testing.T) {
 			}
 		}
 	}
-	if r, _ := rep.Result(GroupAppend, "Append, 1 event/tx, 8 writers"); r.RawName != "raw INSERT, 1 row/tx, 8 writers" {
-		t.Errorf("8 single-event writers compared with %q", r.RawName)
+	for _, name := range []string{"Append, 1 event/tx, 8 writers", rawReturningName, rawWithHeadName} {
+		if r, _ := rep.Result(GroupAppend, name); r.RawName != "raw INSERT, 1 row/tx, 8 writers" {
+			t.Errorf("%s compared with %q", name, r.RawName)
+		}
 	}
 }
 

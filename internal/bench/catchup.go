@@ -148,6 +148,11 @@ func (r *runner) catchUpGroup(ctx context.Context) error {
 		return fmt.Errorf("raw batched read: %w", err)
 	}
 	r.add(batched)
+	reads, err := r.gapSafeReads(ctx, pool, url)
+	if err != nil {
+		return fmt.Errorf("gap-safe reads: %w", err)
+	}
+	r.add(reads)
 
 	// Handlers that write are measured in the upsert group.
 	for _, handler := range []string{handlerNoop} {
@@ -295,6 +300,38 @@ func (r *runner) rawBatchedRead(ctx context.Context, pool *pgxpool.Pool, url str
 	})
 	res.Name, res.RawName = fmt.Sprintf("raw batched read, %d rows + checkpoint per tx", batch), rawReadName
 	res.Note = "a hand-written loop: BEGIN, lock a checkpoint row, SELECT … LIMIT, UPDATE the checkpoint, COMMIT"
+	return res, err
+}
+
+// gapSafeReadRows is how many events each statement of gapSafeReads reads: as many
+// as a catching-up partition reads per statement.
+const gapSafeReadRows = 5000
+
+var gapSafeReadsName = fmt.Sprintf("gap-safe reads alone, %d per statement, no handling", gapSafeReadRows)
+
+// gapSafeReads reads the stream as a catching-up partition does, without handling:
+// gap-safe reads of gapSafeReadRows events (eventstore.ReadFrom, the statement the
+// projections' reads share), one after another on one connection, each from the
+// cursor the one before left. Next to the raw read it shows what the reads alone cost;
+// next to the no-op handler rows, what handling and committing beside them costs.
+func (r *runner) gapSafeReads(ctx context.Context, pool *pgxpool.Pool, url string) (Result, error) {
+	res, err := r.measureRead(ctx, pool, url, func(conn *pgx.Conn) (int64, error) {
+		var from eventstore.Cursor
+		var n int64
+		for {
+			b, err := eventstore.ReadFrom(ctx, conn, from, eventstore.ReadOptions{Limit: gapSafeReadRows})
+			if err != nil {
+				return n, err
+			}
+			n += int64(len(b.Events))
+			from = b.Next(len(b.Events))
+			if b.Complete() {
+				return n, nil
+			}
+		}
+	})
+	res.Name, res.RawName = gapSafeReadsName, rawReadName
+	res.Note = "eventstore.ReadFrom one after another from the cursor each leaves: a partition's reads without its handling and commits"
 	return res, err
 }
 
