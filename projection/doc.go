@@ -49,6 +49,16 @@
 // work (its executor, snapshot and index descent, a round trip) is then paid once per
 // 5000 events, and the read of the next 5000 overlaps the handling of these.
 //
+// A projection that is not partitioned reads the whole stream in one partition, and
+// its one read at a time on the server is then what limits its catch-up when its
+// handlers are fast. While it finds the next read still on its way when it needs it,
+// it keeps a second read in flight, after the next one, at a predicted cursor: where
+// the next read will end, found by a query that returns one row
+// (readsql.ReadBoundary: the position of the read's last event among the events every
+// later snapshot sees alike). A read ahead is taken only when the partition's
+// checkpoint is exactly at its cursor, so a wrong prediction costs that read, never an
+// event; the partition then holds up to three reads.
+//
 // An empty read waits for a notification (appends notify the channel esgen_events,
 // after their commit or at it, see the eventstore package; one dedicated connection
 // per [Run] listens and wakes every partition) or for the poll interval with jitter. A notification arrives after the appending

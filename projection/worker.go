@@ -104,8 +104,11 @@ type worker struct {
 	lagCounting sync.WaitGroup // the count running, if any
 
 	next  *eventstore.Cursor // the checkpoint this worker just committed, while catching up
-	ahead *readAhead         // the next read, being read on another connection
-	held  *heldRows          // events read and not yet handled, while catching up
+	ahead []*readAhead       // the next reads, being read on other connections, in order
+	// readsBehind: the last read taken from ahead was still on its way (the handlers
+	// are faster than the reads)
+	readsBehind bool
+	held        *heldRows // events read and not yet handled, while catching up
 }
 
 // readRows is how many events a partition reads per statement, at least: a read
@@ -235,8 +238,8 @@ func (w *worker) checkIndex(ctx context.Context) {
 	if w.total <= 1 {
 		return
 	}
-	if w.ahead != nil {
-		// The batch read ahead holds a connection until this worker takes it: never
+	if len(w.ahead) > 0 {
+		// The batches read ahead hold connections until this worker takes it: never
 		// wait long for another one (with a small pool, every connection may be
 		// held so). The look goes on at the next batch.
 		if st := w.pool.Stat(); st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {

@@ -179,8 +179,12 @@ func runMain[H any](ctx context.Context, newProjection func(H) projection.Projec
 		s.cfg.KeepStopped = true
 	}
 	// Two connections per partition (the batch in hand and the next one, read ahead
-	// while catching up), plus one for layout and clean-up queries.
+	// while catching up), plus one for layout and clean-up queries; a projection that
+	// is not partitioned may read two batches ahead.
 	pcfg.MaxConns = int32(2*len(partitions) + 1)
+	if s.cfg.TotalPartitions <= 1 {
+		pcfg.MaxConns++
+	}
 	if s.cfg.AutoAssign {
 		// Any share up to every partition, and the releases of leases.
 		pcfg.MaxConns = int32(2*s.cfg.TotalPartitions + 2)

@@ -425,32 +425,70 @@ func (b *builder) gapSafe(name string, f Filter, holes Holes, mode partitionMode
  LIMIT %s)
 `, columnList, txs, pos, columnList, prefixed("\n     AND ", cond), lim, lim)
 	}
-	var after string
-	order := "e.transaction_id, e.global_position"
-	if mode != literal || f.TotalPartitions <= 1 {
-		after = b.after(f.AfterTransactionID, f.AfterPosition)
-	} else {
-		// The range of the partition index: (key, cursor) < (hash % count, commit
-		// order) < (key + 1, …), in the index's order. Written so, only that index
-		// gives the rows in order, and every plan, custom or generic, reads through
-		// it; with "hash % count = key" the commit-order index gives the order too,
-		// and the planner, which sees the partition index's entries spread over the
-		// table, often prefers it and reads every partition's rows.
-		mod := fmt.Sprintf("(e.partition_hash %% %d)", f.TotalPartitions)
-		tx := b.param(pgtype.Uint64{Uint64: f.AfterTransactionID, Valid: true}, "xid8")
-		pos := b.param(f.AfterPosition, "bigint")
-		after = fmt.Sprintf("(%s, e.transaction_id, e.global_position) > (%d, %s, %s)\n   AND %s < %d",
-			mod, f.PartitionKey, tx, pos, mod, f.PartitionKey+1)
-		order = mod + ", " + order
-		cond = rest
-	}
+	where, order := b.rangePart(f, mode, cond, rest)
 	fmt.Fprintf(&sql, `UNION ALL
 (SELECT %s
  FROM esgen_events e
- WHERE %s%s
+ WHERE %s
  ORDER BY %s
- LIMIT %s)`, columnList, after, prefixed("\n   AND ", cond), order, lim)
+ LIMIT %s)`, columnList, where, order, lim)
 	return Statement{SQL: sql.String(), Args: b.args}
+}
+
+// rangePart renders the condition and the order of the rows after the cursor's
+// position: the position, then conds (every condition on the events: the partition
+// and rest), or, through the partition index (literal), the partition's range of that
+// index and rest.
+func (b *builder) rangePart(f Filter, mode partitionMode, conds, rest []string) (where, order string) {
+	order = "e.transaction_id, e.global_position"
+	if mode != literal || f.TotalPartitions <= 1 {
+		return b.after(f.AfterTransactionID, f.AfterPosition) + prefixed("\n   AND ", conds), order
+	}
+	// The range of the partition index: (key, cursor) < (hash % count, commit
+	// order) < (key + 1, …), in the index's order. Written so, only that index
+	// gives the rows in order, and every plan, custom or generic, reads through
+	// it; with "hash % count = key" the commit-order index gives the order too,
+	// and the planner, which sees the partition index's entries spread over the
+	// table, often prefers it and reads every partition's rows.
+	mod := fmt.Sprintf("(e.partition_hash %% %d)", f.TotalPartitions)
+	tx := b.param(pgtype.Uint64{Uint64: f.AfterTransactionID, Valid: true}, "xid8")
+	pos := b.param(f.AfterPosition, "bigint")
+	where = fmt.Sprintf("(%s, e.transaction_id, e.global_position) > (%d, %s, %s)\n   AND %s < %d",
+		mod, f.PartitionKey, tx, pos, mod, f.PartitionKey+1)
+	return where + prefixed("\n   AND ", rest), mod + ", " + order
+}
+
+// ReadBoundary finds where a full [ReadPartition] of r from r's position, with no
+// holes, ends: the transaction id and position of its r.Limit-th event, counted
+// among the events that every snapshot from now on sees alike (those of
+// transactions that ended before every running one began: commit-safe). A read of r
+// from there, in any later snapshot, is the read that follows the first one. It
+// returns no row when fewer such events follow the position.
+//
+// It reads the same index range as the read, in the same order, and returns one row,
+// none of the events' columns. Without an event type filter or retired layouts, and
+// without a partition filter, PostgreSQL reads only the commit-order index where the
+// table's pages are all visible (an index-only scan).
+func ReadBoundary(r PartitionRead) Statement {
+	var b builder
+	name, mode := "ReadBoundary", ordered
+	if r.Literal && r.TotalPartitions > 1 {
+		name, mode = "ReadBoundaryIndexed", literal
+	}
+	part := b.partition(r.Filter, mode)
+	rest := nonEmpty(b.eventTypes(r.EventTypes))
+	if r.SkipRetired {
+		rest = append(rest, "NOT "+b.handledByRetired(r.Projection))
+	}
+	where, order := b.rangePart(r.Filter, mode, append(nonEmpty(part), rest...), rest)
+	sql := fmt.Sprintf(`-- name: %s
+SELECT e.transaction_id, e.global_position
+FROM esgen_events e
+WHERE %s
+   AND %s
+ORDER BY %s
+OFFSET %d LIMIT 1`, name, where, committed, order, max(r.Limit, 1)-1)
+	return Statement{SQL: sql, Args: b.args}
 }
 
 func xid8s(v []uint64) []pgtype.Uint64 {
