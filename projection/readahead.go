@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -28,9 +29,9 @@ import (
 // shutdown.
 //
 // A projection that is not partitioned keeps two reads in flight when its handlers
-// are faster than its reads (it found the next read still on its way when it needed
-// it: its read on the server is the limit of its catch-up, and the server usually has
-// a core to spare): the next read, and the one after it. With slower handlers one read
+// are faster than its reads (it handled the events of its last read in less time than
+// the next read took: its read on the server is the limit of its catch-up, and the
+// server usually has a core to spare): the next read, and the one after it. With slower handlers one read
 // ahead is enough, and the server is spared the second. Where the next read will end
 // is not known before it is read, so the read after it starts at a predicted cursor:
 // the position of the next read's last event (readsql.ReadBoundary finds it without
@@ -53,6 +54,7 @@ type readAhead struct {
 	tx    pgx.Tx
 	batch eventstore.Batch
 	err   error
+	took  time.Duration // how long the read took
 }
 
 // maxReadsAhead is how many reads a partition has in flight at most while it catches
@@ -162,6 +164,8 @@ func (w *worker) readAfter(ctx context.Context, prev *readAhead, limit int) *rea
 
 // read reads the batch after ra.from, in ra.tx or a transaction it begins.
 func (ra *readAhead) read(ctx context.Context, w *worker) {
+	began := time.Now()
+	defer func() { ra.took = time.Since(began) }()
 	tx := ra.tx
 	if tx == nil {
 		var err error
@@ -259,13 +263,13 @@ func (w *worker) takeReadAhead(ctx context.Context, from eventstore.Cursor, limi
 	if ra.predicted {
 		predictedReads.taken.Add(1)
 	}
-	select {
-	case <-ra.done:
-		w.readsBehind = false
-	default:
-		w.readsBehind = true // the partition waits for its reads
-	}
+	// Whether the handlers outrun the reads: the partition handled the events of
+	// its last read in less time than this read took to read (counted whether or not
+	// this read was predicted, so that predicting does not turn itself off).
+	arrived := time.Now()
 	<-ra.done
+	w.readsBehind = !w.lastTake.IsZero() && arrived.Sub(w.lastTake) < ra.took
+	w.lastTake = time.Now()
 	ra.cancel()
 	if ra.err != nil {
 		// Read again in the batch itself: an error there is reported as usual.

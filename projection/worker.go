@@ -105,9 +105,10 @@ type worker struct {
 
 	next  *eventstore.Cursor // the checkpoint this worker just committed, while catching up
 	ahead []*readAhead       // the next reads, being read on other connections, in order
-	// readsBehind: the last read taken from ahead was still on its way (the handlers
-	// are faster than the reads)
+	// readsBehind: the handlers outran the reads at the last read taken from ahead;
+	// lastTake: when it was taken
 	readsBehind bool
+	lastTake    time.Time
 	held        *heldRows // events read and not yet handled, while catching up
 }
 
