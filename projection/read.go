@@ -24,6 +24,21 @@ func (w *worker) read(ctx context.Context, tx pgx.Tx, from eventstore.Cursor, li
 		Holes: readsql.Holes{TransactionIDs: txs, Positions: positions},
 		Limit: limit, Projection: w.p.Name, SkipRetired: skipRetired, Literal: w.indexed, Head: head,
 	})
+	var b eventstore.Batch
+	err := pinned(ctx, tx, st, func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		b, err = eventstore.ScanBatch(rows, from, limit)
+		return err
+	})
+	return b, err
+}
+
+// pinned runs st between readsql.PinPlan and readsql.UnpinPlan, the three in one round
+// trip; results reads st's results.
+func pinned(ctx context.Context, tx pgx.Tx, st readsql.Statement, results func(pgx.BatchResults) error) error {
 	var q pgx.Batch
 	q.Queue(readsql.PinPlan)
 	q.Queue(st.SQL, st.Args...)
@@ -31,18 +46,13 @@ func (w *worker) read(ctx context.Context, tx pgx.Tx, from eventstore.Cursor, li
 	br := tx.SendBatch(ctx, &q)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
-		return eventstore.Batch{}, err
+		return err
 	}
-	rows, err := br.Query()
-	if err != nil {
-		return eventstore.Batch{}, err
-	}
-	b, err := eventstore.ScanBatch(rows, from, limit)
-	if err != nil {
-		return eventstore.Batch{}, err
+	if err := results(br); err != nil {
+		return err
 	}
 	if _, err := br.Exec(); err != nil {
-		return eventstore.Batch{}, err
+		return err
 	}
-	return b, br.Close()
+	return br.Close()
 }

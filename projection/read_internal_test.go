@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/esgen-dev/esgen/eventstore"
 	"github.com/esgen-dev/esgen/internal/pgtest"
 )
@@ -21,11 +19,7 @@ import (
 func TestReadSelectsLikeReadAll(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := newTestPool(t)
 	for i := range 30 {
 		ev := eventstore.EventData{Type: fmt.Sprintf("Type%d", i%3), Payload: json.RawMessage(fmt.Sprintf(`{"n": %d}`, i))}
 		if _, err := eventstore.Append(ctx, pool, "Agg", fmt.Sprintf("a-%d", i%7), eventstore.Any, ev); err != nil {
@@ -83,11 +77,7 @@ func TestReadSelectsLikeReadAll(t *testing.T) {
 func TestReadReportsTheConnectionsError(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := newTestPool(t)
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

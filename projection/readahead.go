@@ -31,15 +31,15 @@ import (
 // A projection that is not partitioned keeps two reads in flight when its handlers
 // are faster than its reads (it handled the events of its last read in less time than
 // the next read took: its read on the server is the limit of its catch-up, and the
-// server usually has a core to spare): the next read, and the one after it. With slower handlers one read
-// ahead is enough, and the server is spared the second. Where the next read will end
-// is not known before it is read, so the read after it starts at a predicted cursor:
-// the position of the next read's last event (readsql.ReadBoundary finds it without
-// reading the events), with no holes. The prediction is made among events that every
-// later snapshot sees alike, so it is right when no transaction running at the next
-// read's snapshot sorts before that position; when it is wrong, the read after it
-// starts at a cursor the partition never reaches and is dropped, so a prediction
-// costs at most a read, never an event.
+// server usually has a core to spare): the next read, and the one after it. With
+// slower handlers one read ahead is enough, and the server is spared the second.
+// Where the next read will end is not known before it is read, so the read after it
+// starts at a predicted cursor: the position of the next read's last event
+// (readsql.ReadBoundary finds it and returns only that), with no holes. The
+// prediction is made among events that every later snapshot sees alike, so it is
+// right unless a transaction running at the next read's snapshot sorts before that
+// position; when it is wrong, the read after it starts at a cursor the partition never
+// reaches and is dropped, so a prediction costs at most a read, never an event.
 type readAhead struct {
 	from        eventstore.Cursor // the cursor it reads after (set before known is closed)
 	limit       int
@@ -81,10 +81,9 @@ func (w *worker) spare() bool {
 }
 
 // startReadAhead makes sure the read after from is read ahead, and, for a projection
-// that is not partitioned and waits for its reads, the read after that one too (at a
-// predicted cursor). A read
-// already in flight at from is kept; every other one is dropped, except the one
-// predicted to follow the read at from.
+// that is not partitioned whose handlers outrun its reads, the read after that one too
+// (at a predicted cursor). A read already in flight at from is kept; every other one is
+// dropped, except the one predicted to follow the read at from.
 func (w *worker) startReadAhead(ctx context.Context, from eventstore.Cursor, limit int) {
 	var next *readAhead
 	var kept []*readAhead
@@ -194,28 +193,20 @@ func (w *worker) boundary(ctx context.Context, tx pgx.Tx, from eventstore.Cursor
 		},
 		Limit: limit - predictionSkew, Projection: w.p.Name, SkipRetired: skipRetired, Literal: w.indexed,
 	})
-	var q pgx.Batch
-	q.Queue(readsql.PinPlan)
-	q.Queue(st.SQL, st.Args...)
-	q.Queue(readsql.UnpinPlan)
-	br := tx.SendBatch(ctx, &q)
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return eventstore.Cursor{}, false, err
-	}
 	var txID pgtype.Uint64
 	var pos int64
-	err := br.QueryRow().Scan(&txID, &pos)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return eventstore.Cursor{}, false, br.Close()
-	}
-	if err != nil {
+	found := true
+	err := pinned(ctx, tx, st, func(br pgx.BatchResults) error {
+		err := br.QueryRow().Scan(&txID, &pos)
+		if errors.Is(err, pgx.ErrNoRows) {
+			found, err = false, nil
+		}
+		return err
+	})
+	if err != nil || !found {
 		return eventstore.Cursor{}, false, err
 	}
-	if _, err := br.Exec(); err != nil {
-		return eventstore.Cursor{}, false, err
-	}
-	return eventstore.Cursor{Position: eventstore.Position{TransactionID: txID.Uint64, GlobalPosition: pos}}, true, br.Close()
+	return eventstore.Cursor{Position: eventstore.Position{TransactionID: txID.Uint64, GlobalPosition: pos}}, true, nil
 }
 
 // matches reports whether ra reads the batch after from with this limit, the way

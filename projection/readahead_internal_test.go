@@ -17,6 +17,17 @@ import (
 	"github.com/esgen-dev/esgen/internal/pgtest"
 )
 
+// newTestPool returns a pool on a new migrated database, closed when the test ends.
+func newTestPool(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
 // appendBacklog appends n events of types Type0..Type2 to aggregates a-0 .. a-(aggs-1),
 // 100 per call.
 func appendBacklog(t *testing.T, pool *pgxpool.Pool, n, aggs int) {
@@ -41,11 +52,7 @@ func appendBacklog(t *testing.T, pool *pgxpool.Pool, n, aggs int) {
 func TestReadBoundaryIsTheEndOfAFullRead(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := newTestPool(t)
 	appendBacklog(t, pool, 600, 7)
 	if _, err := EnsurePartitionIndex(ctx, pool, 3); err != nil {
 		t.Fatal(err)
@@ -180,11 +187,7 @@ func (h *handling) check(ctx context.Context, pool *pgxpool.Pool, versions map[s
 func catchUpWithWriters(t *testing.T) error {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := newTestPool(t)
 	const backlog, aggs = 50000, 40
 	appendBacklog(t, pool, backlog, aggs)
 	var h handling
@@ -223,21 +226,21 @@ func catchUpWithWriters(t *testing.T) error {
 		})
 	}
 	wg.Wait()
-	versions := map[string]int64{}
+	type head struct {
+		Agg string
+		V   int64
+	}
 	rows, err := pool.Query(ctx, `SELECT aggregate_id, max(aggregate_version) FROM esgen_events GROUP BY 1`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rows.Next() {
-		var agg string
-		var v int64
-		if err := rows.Scan(&agg, &v); err != nil {
-			t.Fatal(err)
-		}
-		versions[agg] = v
-	}
-	if err := rows.Err(); err != nil {
+	heads, err := pgx.CollectRows(rows, pgx.RowToStructByPos[head])
+	if err != nil {
 		t.Fatal(err)
+	}
+	versions := map[string]int64{}
+	for _, h := range heads {
+		versions[h.Agg] = h.V
 	}
 	pgtest.WaitFor(t, time.Minute, "the projection to handle every event", func() bool {
 		st, err := Status(ctx, pool, "fast")
@@ -306,11 +309,7 @@ func TestPredictedReadsHandleEveryEventOnce(t *testing.T) {
 func TestReadAheadIsTakenOnlyAtItsCursor(t *testing.T) {
 	t.Cleanup(func() { plantedTrustPrediction, predictionSkew = false, 0 })
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := newTestPool(t)
 	appendBacklog(t, pool, 1000, 5)
 	pgtest.WaitFor(t, 2*time.Minute, "the events to be commit-safe", func() bool {
 		evs, err := eventstore.ReadAll(ctx, pool, eventstore.ReadOptions{Limit: 2000})
