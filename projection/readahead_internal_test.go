@@ -366,3 +366,66 @@ func TestReadAheadIsTakenOnlyAtItsCursor(t *testing.T) {
 		}
 	}
 }
+
+// The server restarts (every connection cut) while a projection that is not
+// partitioned catches up with reads at predicted cursors in flight: it retries by
+// itself and handles every event once, in order.
+func TestPredictedReadsAcrossServerRestart(t *testing.T) {
+	if _, err := pgtest.BinDir(); err != nil {
+		t.Skipf("needs PostgreSQL server binaries for a private server (it restarts the server): %v", err)
+	}
+	ctx := context.Background()
+	srv, err := pgtest.StartPrivate(ctx, pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	pool, err := pgxpool.New(ctx, pgtest.NewDatabaseOn(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	const aggs, versions = 1000, 300
+	if _, err := pool.Exec(ctx, `INSERT INTO esgen_events (event_id, aggregate_type, aggregate_id, aggregate_version,
+  event_type, event_version, partition_hash, payload, metadata)
+SELECT gen_random_uuid(), 'Agg', 'b-' || a, v, 'Type0', 1, 0, '{}', '{}'
+FROM generate_series(1, $1::integer) AS a CROSS JOIN generate_series(1, $2::integer) AS v
+ORDER BY v, a`, aggs, versions); err != nil {
+		t.Fatal(err)
+	}
+	var h handling
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(rctx, pool, Projection{Name: "fast", Handler: h.handler()},
+			Config{Partitions: []int{0}, TotalPartitions: 1, BatchSize: 5000, PollInterval: 20 * time.Millisecond,
+				RetryBackoff: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	}()
+	calls := func() int {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.calls)
+	}
+	pgtest.WaitFor(t, time.Minute, "a fifth of the events handled", func() bool { return calls() >= aggs*versions/5 })
+	at := calls()
+	if err := srv.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("server restarted after %d of %d events were handled (%d reads at predicted cursors so far)", at, aggs*versions, predictedReads.started.Load())
+	pgtest.WaitFor(t, 2*time.Minute, "the projection to handle every event", func() bool {
+		st, err := Status(ctx, pool, "fast")
+		return err == nil && st.Lag == 0 && st.Partitions[0].EventsHandled > 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{}
+	for a := 1; a <= aggs; a++ {
+		want[fmt.Sprintf("b-%d", a)] = versions
+	}
+	if err := h.check(ctx, pool, want); err != nil {
+		t.Fatal(err)
+	}
+}
