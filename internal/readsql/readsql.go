@@ -1,9 +1,10 @@
 // Package readsql writes the statements that read esgen_events: the gap-safe read of
 // a cursor's successors ([ReadFrom], behind eventstore.ReadFrom, and [ReadPartition], a
 // projection's batch, with the partition count and key as parameters or written into
-// the text), the commit-safe read of the stream ([ReadAll], behind eventstore.ReadAll),
-// a partition's lag ([PartitionLag]), the events that retired layouts handled
-// ([CountHandledAfter]) and one aggregate's events ([ReadAggregate]).
+// the text), where a partition's full read will end ([ReadBoundary], for a read ahead
+// at the cursor after it), the commit-safe read of the stream ([ReadAll], behind
+// eventstore.ReadAll), a partition's lag ([PartitionLag]), the events that retired
+// layouts handled ([CountHandledAfter]) and one aggregate's events ([ReadAggregate]).
 //
 // Each condition they share is written once, here: the column list, "after a
 // position", "committed before every running transaction" (commit-safe), the

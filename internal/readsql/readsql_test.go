@@ -2,6 +2,7 @@ package readsql_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -142,6 +143,34 @@ func TestStatementsAgree(t *testing.T) {
 					}
 					if !slices.Equal(got, w) {
 						t.Errorf("%s: %s returned %d events, want %d", name, what, len(got), len(w))
+					}
+				}
+				// ReadBoundary: the k-th event of a read from the position (no holes) is
+				// where a read of k ends; none when fewer follow.
+				for _, skip := range []bool{false, true} {
+					for _, literal := range []bool{false, true} {
+						r := readsql.PartitionRead{Filter: f, Limit: 10 * n, Projection: "p", SkipRetired: skip, Literal: literal}
+						evs := query(t, pool, readsql.ReadPartition(r))
+						for _, k := range []int{1, 3, len(evs), len(evs) + 1} {
+							if k == 0 {
+								continue
+							}
+							r.Limit = k
+							st := readsql.ReadBoundary(r)
+							var tx pgtype.Uint64
+							var pos int64
+							err := pool.QueryRow(ctx, st.SQL, st.Args...).Scan(&tx, &pos)
+							switch {
+							case k > len(evs):
+								if !errors.Is(err, pgx.ErrNoRows) {
+									t.Errorf("%s, skip %v, numbers %v: boundary of %d of %d events: %v, want no row", name, skip, literal, k, len(evs), err)
+								}
+							case err != nil:
+								t.Errorf("%s, skip %v, numbers %v: boundary of %d: %v", name, skip, literal, k, err)
+							case (eventstore.Position{TransactionID: tx.Uint64, GlobalPosition: pos}) != evs[k-1].Position:
+								t.Errorf("%s, skip %v, numbers %v: boundary of %d at %d, want %s", name, skip, literal, k, pos, evs[k-1].Position)
+							}
+						}
 					}
 				}
 				lag := readsql.PartitionLag(f, holes, "p")
