@@ -266,42 +266,44 @@ func TestPredictedReadsHandleEveryEventOnce(t *testing.T) {
 	}
 	t.Cleanup(func() { plantedTrustPrediction, predictionSkew = false, 0 })
 
-	reset()
-	if err := catchUpWithWriters(t); err != nil {
+	// Predictions are made only while the handler outruns the reads, which depends on
+	// the machine of the moment: a run in which none was made is run again (the
+	// handling must be exact in every run).
+	run := func(what string) error {
+		for try := 1; ; try++ {
+			reset()
+			err := catchUpWithWriters(t)
+			if err != nil || predictedReads.started.Load() > 0 || try == 4 {
+				t.Logf("%s: %d reads predicted, %d taken, %d dropped (run %d)", what,
+					predictedReads.started.Load(), predictedReads.taken.Load(), predictedReads.dropped.Load(), try)
+				return err
+			}
+		}
+	}
+
+	if err := run("right predictions"); err != nil {
 		t.Fatalf("right predictions: %v", err)
 	}
-	if n := predictedReads.taken.Load(); n == 0 {
-		t.Errorf("no read at a predicted cursor was taken (%d started)", predictedReads.started.Load())
+	if predictedReads.taken.Load() == 0 {
+		t.Error("no read at a predicted cursor was taken")
 	}
-	t.Logf("right predictions: %d reads predicted, %d taken, %d dropped",
-		predictedReads.started.Load(), predictedReads.taken.Load(), predictedReads.dropped.Load())
 
 	// Every prediction one event short: every read at a predicted cursor is dropped.
-	reset()
 	predictionSkew = 1
-	if err := catchUpWithWriters(t); err != nil {
+	if err := run("wrong predictions"); err != nil {
 		t.Fatalf("wrong predictions: %v", err)
 	}
 	if predictedReads.taken.Load() != 0 || predictedReads.dropped.Load() == 0 {
-		t.Errorf("wrong predictions: %d reads predicted, %d taken, %d dropped",
-			predictedReads.started.Load(), predictedReads.taken.Load(), predictedReads.dropped.Load())
+		t.Error("wrong predictions: a read at a predicted cursor was taken, or none was dropped")
 	}
 
-	// The same, taking reads ahead without checking their cursor: the check must see it
-	// (when the handler was faster than the reads at least once, so that reads were
-	// predicted at all).
+	// The same, taking reads ahead without checking their cursor: the check must see it.
 	plantedTrustPrediction = true
-	for try := 0; ; try++ {
-		reset()
-		err := catchUpWithWriters(t)
-		if err != nil {
-			t.Logf("planted misuse caught: %v", err)
-			break
-		}
-		if predictedReads.started.Load() > 0 || try == 3 {
-			t.Fatalf("a read taken at the wrong cursor went unnoticed (%d reads predicted)", predictedReads.started.Load())
-		}
+	err := run("planted misuse")
+	if err == nil {
+		t.Fatal("a read taken at the wrong cursor went unnoticed")
 	}
+	t.Logf("planted misuse caught: %v", err)
 }
 
 // A read ahead at a cursor other than the partition's is never taken, whether it was
