@@ -240,10 +240,10 @@ func (w *worker) checkIndex(ctx context.Context) {
 		return
 	}
 	if len(w.ahead) > 0 {
-		// The batches read ahead hold connections until this worker takes it: never
+		// The batches read ahead hold connections until this worker takes them: never
 		// wait long for another one (with a small pool, every connection may be
 		// held so). The look goes on at the next batch.
-		if st := w.pool.Stat(); st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {
+		if !w.spare() {
 			return
 		}
 		var cancel context.CancelFunc
