@@ -18,8 +18,8 @@ import (
 )
 
 // Each writer spreads its appends over this many aggregates, so aggregates grow and
-// their heads are updated, as in a running system: the 5,000 single-event appends of
-// 8 writers give each of their 800 aggregates about six events.
+// their heads are updated, as in a running system: the 20,000 single-event appends of
+// 8 writers give each of their 800 aggregates 25 events.
 const aggregatesPerWriter = 100
 
 // payloads are the event bodies the append scenarios cycle through (about 60 bytes).
@@ -75,7 +75,7 @@ func (r *runner) appendGroup(ctx context.Context) error {
 	defer quietPool.Close()
 
 	n := r.cfg.AppendEvents
-	single := max(n/20, 1000)
+	single := max(n/5, 1000)
 	var singles []appendScenario
 	for _, writers := range []int{1, 8} {
 		s := appendShape{perCall: 1, writers: writers, events: single}

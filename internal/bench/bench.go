@@ -53,7 +53,7 @@ type Config struct {
 	// CatchUpEvents is the size of the stream the catch-up scenarios read (0: default).
 	CatchUpEvents int
 	// AppendEvents is the number of events each batched append scenario writes; the
-	// single-event scenarios write a twentieth of it, at least 1000 (0: default).
+	// single-event scenarios write a fifth of it, at least 1000 (0: default).
 	AppendEvents int
 	// LatencySamples is the number of events timed per latency scenario (0: default).
 	LatencySamples int

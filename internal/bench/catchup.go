@@ -42,6 +42,11 @@ const oldBatch = 500
 
 const rawReadName = "raw streaming SELECT, same rows and order"
 
+// catchUpRounds is how many times each catch-up scenario runs, the scenarios taking
+// turns; the fastest run of each is its row (the raw read runs twice too: before the
+// scenarios and after them).
+const catchUpRounds = 2
+
 func noop(context.Context, pgx.Tx, *eventstore.Event) error { return nil }
 
 // countingHandler counts the events handled and calls done once when the count
@@ -154,16 +159,17 @@ func (r *runner) catchUpGroup(ctx context.Context) error {
 	}
 	r.add(reads)
 
-	// Handlers that write are measured in the upsert group.
-	for _, handler := range []string{handlerNoop} {
-		target := int64(n)
-		layouts := []string{layoutOne, layoutInProcess, layoutProcesses}
-		if handler == handlerNoop {
-			layouts = append(layouts, layoutOldBatch)
-		}
-		for _, layout := range layouts {
-			name := fmt.Sprintf("%s handler, %s", handler, layout)
-			spec := catchUpSpec{Database: url, Projection: fmt.Sprintf("bench_%d", len(r.report.Results)), Handler: handler, Target: target}
+	// Handlers that write are measured in the upsert group. The scenarios take turns,
+	// catchUpRounds times, and each row is its fastest run, as the raw read is the
+	// faster of its two runs: a burst of load on a shared machine during one run
+	// should decide neither side of a ratio.
+	layouts := []string{layoutOne, layoutInProcess, layoutProcesses, layoutOldBatch}
+	best := make([]Result, len(layouts))
+	low := make([]float64, len(layouts))
+	for round := range catchUpRounds {
+		for i, layout := range layouts {
+			name := fmt.Sprintf("%s handler, %s", handlerNoop, layout)
+			spec := catchUpSpec{Database: url, Projection: fmt.Sprintf("bench_%d_%d", i, round), Handler: handlerNoop, Target: int64(n)}
 			var res Result
 			switch layout {
 			case layoutOne:
@@ -182,8 +188,18 @@ func (r *runner) catchUpGroup(ctx context.Context) error {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			res.Name, res.RawName = name, rawReadName
-			r.add(res)
+			if res.EventsPerSec > best[i].EventsPerSec {
+				best[i] = res
+			}
+			if low[i] == 0 || res.EventsPerSec < low[i] {
+				low[i] = res.EventsPerSec
+			}
 		}
+	}
+	for i := range layouts {
+		res := best[i]
+		res.Note = fmt.Sprintf("best of %d runs taking turns with the other catch-up rows; the slowest: %.0f events/s", catchUpRounds, low[i])
+		r.add(res)
 	}
 	again, err := r.rawRead(ctx, pool, url)
 	if err != nil {
