@@ -40,8 +40,10 @@
 //
 // A read returns up to max(BatchSize, 5000) events (in a process that may run more
 // than four partitions, 20,000 divided by their number, but never fewer than
-// BatchSize), and the partition handles them in transactions of BatchSize events: the rest of a read is the next batch, without a
-// statement of its own. Handling the rest of a read later is the same as reading again
+// BatchSize), and the partition handles them in transactions of BatchSize events (a
+// BatchSize left at 0 adapts between DefaultBatchSize and a whole read, see
+// [Config.BatchSize]): the rest of a read is the next batch, without a statement of
+// its own. Handling the rest of a read later is the same as reading again
 // from the cursor the batch before it left, in the read's snapshot (both are cut from
 // the same rows; eventstore.Batch.Next), so each of those batches still locks the
 // checkpoint and moves it by compare-and-set; after any failure or fence the rest is

@@ -67,7 +67,10 @@ func (p Projection) validate() error {
 
 // Defaults of [Config].
 const (
-	DefaultBatchSize        = 1000
+	DefaultBatchSize = 1000
+	// BatchTarget is the longest transaction that lets an adaptive batch size (a
+	// BatchSize left at 0) grow: see [Config.BatchSize].
+	BatchTarget             = 50 * time.Millisecond
 	DefaultPollInterval     = time.Second
 	DefaultMaxRetries       = 5
 	DefaultRetryBackoff     = 100 * time.Millisecond
@@ -110,6 +113,15 @@ type Config struct {
 	// batches catch up faster, but a batch's transaction holds back every commit-safe
 	// reader on the server while it runs (and a failure redoes it), so keep BatchSize
 	// times the handler's time per event well under a second.
+	//
+	// Left at 0, the size adapts: batches start at DefaultBatchSize events, and while
+	// a partition catches up, a batch of the full size whose transaction (handling,
+	// writes and commit) took at most half of BatchTarget doubles the next one, up to
+	// a whole read; one that took longer than BatchTarget halves it, down to
+	// DefaultBatchSize. Fast handlers then commit once per read instead of once per
+	// DefaultBatchSize events (each commit waits for a WAL flush on a durable server),
+	// and slow ones keep the transactions of DefaultBatchSize. A BatchSize that is set
+	// is used as it is.
 	BatchSize int
 	// PollInterval is the longest wait for new events; with notifications on, an
 	// append wakes the workers at once. A jitter of up to 10% is added.
@@ -150,6 +162,8 @@ type Config struct {
 	// Logger receives the runtime's logs (default: slog.Default()).
 	Logger *slog.Logger
 
+	adaptiveBatch  bool               // BatchSize was left at 0: see BatchSize
+	batchTarget    time.Duration      // test hook: BatchTarget when set
 	onLayoutChange func(LayoutChange) // test hook
 	skipLeaseCheck bool               // test hook: batches do not check their lease
 }
@@ -157,7 +171,9 @@ type Config struct {
 // WithDefaults returns c with every zero field set to its default.
 func (c Config) WithDefaults() Config {
 	c.TotalPartitions = cmp.Or(c.TotalPartitions, 1)
-	c.BatchSize = cmp.Or(c.BatchSize, DefaultBatchSize)
+	if c.BatchSize == 0 {
+		c.BatchSize, c.adaptiveBatch = DefaultBatchSize, true
+	}
 	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
 	c.MaxRetries = cmp.Or(c.MaxRetries, DefaultMaxRetries)
 	if c.MaxRetries < 0 {

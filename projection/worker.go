@@ -1,6 +1,7 @@
 package projection
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -110,6 +111,9 @@ type worker struct {
 	readsBehind bool
 	lastTake    time.Time
 	held        *heldRows // events read and not yet handled, while catching up
+	// batchSize is the size of the next batch when the size adapts
+	// (Config.adaptiveBatch; 0: Config.BatchSize).
+	batchSize int
 }
 
 // readRows is how many events a partition reads per statement, at least: a read
@@ -155,7 +159,7 @@ const dbLogInterval = 30 * time.Second
 // bounds the batch in hand after ctx ended.
 func (w *worker) run(ctx, hardCtx context.Context) error {
 	w.checkIndex(ctx)
-	w.log.Info("partition started", "batch_size", w.cfg.BatchSize, "generation", w.gen, "notify", !w.cfg.DisableNotify, "partition_index", w.indexed)
+	w.log.Info("partition started", "batch_size", w.cfg.BatchSize, "batch_size_adapts", w.cfg.adaptiveBatch, "generation", w.gen, "notify", !w.cfg.DisableNotify, "partition_index", w.indexed)
 	lastReport, reported := time.Now(), int64(0)
 	defer func() {
 		w.dropReadAhead(hardCtx)
@@ -399,6 +403,7 @@ func (w *worker) handlerFailed(ctx context.Context, hf *handlerFailure) *Handler
 		}
 	}
 	w.failAttempts++
+	w.batchSize = 0 // an adaptive size starts again from Config.BatchSize
 	permanent := isPermanent(hf.err)
 	// An operator may have skipped the event meanwhile (esgen skip).
 	if err := w.loadSkips(ctx); err == nil && w.skips[ev.EventID] {
@@ -479,7 +484,8 @@ func (w *worker) refreshRetired(ctx context.Context) {
 // waiting).
 func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err error) {
 	began := time.Now()
-	limit := w.cfg.BatchSize
+	limit := cmp.Or(w.batchSize, w.cfg.BatchSize)
+	tune := w.limit == 0 // a batch of the size of the moment, not one narrowed down to a failure
 	if w.limit > 0 {
 		limit, w.limit = w.limit, 0 // one smaller batch; run sets it again on a failure
 	}
@@ -591,6 +597,7 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	if !cursorOf(locked).Equal(from) {
 		return 0, false, errFenced
 	}
+	lockedAt := time.Now()
 	retried := false // the event that failed before is in this batch
 	skipped := 0
 	hctx := context.WithValue(hardCtx, partitionKey{}, w.partition())
@@ -662,6 +669,9 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 	}
 	w.processed += int64(len(rows) - skipped)
 	w.checkpoint = to
+	if tune {
+		w.tuneBatchSize(len(rows), limit, time.Since(lockedAt))
+	}
 	if len(rows) > 0 {
 		w.obs.Batch(w.partition(), len(rows)-skipped, skipped, time.Since(began))
 		w.lag.Oldest = time.Since(rows[len(rows)-1].CreatedAt)
@@ -685,6 +695,25 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 		w.dropFinishedLayouts(ctx)
 	}
 	return len(rows), full, nil
+}
+
+// tuneBatchSize sets the size of the next batch when the size adapts
+// (Config.BatchSize left at 0) from the batch just committed, which handled n events of
+// a limit of limit and held its transaction from the checkpoint's lock to its commit
+// for took: a batch of the full size that took at most half of BatchTarget doubles the
+// size, up to a whole read; one that took longer than BatchTarget halves it, down to
+// Config.BatchSize (DefaultBatchSize).
+func (w *worker) tuneBatchSize(n, limit int, took time.Duration) {
+	if !w.cfg.adaptiveBatch {
+		return
+	}
+	target := cmp.Or(w.cfg.batchTarget, BatchTarget)
+	switch {
+	case n == limit && 2*took <= target:
+		w.batchSize = min(2*limit, w.readLimit(w.cfg.BatchSize))
+	case took > target:
+		w.batchSize = max(limit/2, w.cfg.BatchSize)
+	}
 }
 
 // passSkipped passes an event skipped on purpose (esgen skip) instead of handling it,

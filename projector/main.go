@@ -28,7 +28,7 @@ import (
 //	--total-partitions  TOTAL_PARTITIONS   the partition count, 1..1024 (default 1)
 //	--lease-ttl         LEASE_TTL          with auto: the lease time, after which a dead worker's partitions move (default 6s, at least 1s)
 //	--worker-id         WORKER_ID          this worker's name in leases and esgen status (default host name and process id)
-//	--batch-size        BATCH_SIZE         events per transaction (default 1000)
+//	--batch-size        BATCH_SIZE         events per transaction (default: adapts, 1000 growing to a read of 5000 while transactions stay short)
 //	--poll-interval     POLL_INTERVAL      longest wait for new events (default 1s)
 //	--no-notify         NO_NOTIFY=true     poll only, no LISTEN
 //	--max-retries       MAX_RETRIES        handler retries per event before stopping (default 5)
@@ -242,7 +242,7 @@ func parseSettings(p projection.Projection, args []string, lookupEnv func(string
 	fs.String("lease-ttl", "", "with --partition-key=auto: the lease time; a worker that stops renewing loses its partitions after it (env LEASE_TTL; default 6s, at least 1s)")
 	fs.String("worker-id", "", "this worker's name in the partition leases and esgen status, unique per running worker (env WORKER_ID; default host name and process id)")
 	fs.String("total-partitions", "", fmt.Sprintf("partition count, 1..%d (env TOTAL_PARTITIONS; default 1)", projection.MaxPartitions))
-	fs.String("batch-size", "", "events per transaction (env BATCH_SIZE; default 1000)")
+	fs.String("batch-size", "", "events per transaction (env BATCH_SIZE; default: adapts, 1000 growing to a read of 5000 while transactions stay short)")
 	fs.String("poll-interval", "", "longest wait for new events, e.g. 1s (env POLL_INTERVAL)")
 	fs.String("max-retries", "", "handler retries per event before the partition stops (env MAX_RETRIES; default 5)")
 	fs.String("log-level", "", "debug, info, warn or error (env LOG_LEVEL; default info)")

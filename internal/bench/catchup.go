@@ -115,8 +115,8 @@ func (r *runner) catchUpGroup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.note("catch-up stream: %d events over %d aggregates, loaded in %.1f s by INSERT … SELECT (and vacuumed); projections run with the runtime's default batch size (%d events per transaction, up to 5000 read per statement) unless the row says otherwise",
-		n, n/eventsPerAggregate, time.Since(start).Seconds(), projection.DefaultBatchSize)
+	r.note("catch-up stream: %d events over %d aggregates, loaded in %.1f s by INSERT … SELECT (and vacuumed); projections run with the runtime's default batch size unless the row says otherwise (adaptive: %d events per transaction, growing to a whole read of 5000 while transactions stay under %s)",
+		n, n/eventsPerAggregate, time.Since(start).Seconds(), projection.DefaultBatchSize, projection.BatchTarget)
 	perPartition, err := partitionCounts(ctx, pool, catchUpPartitions)
 	if err != nil {
 		return err

@@ -97,8 +97,8 @@ func (r *runner) upsertGroup(ctx context.Context) error {
 	if _, err := pool.Exec(ctx, readModelDDL); err != nil {
 		return err
 	}
-	r.note("upsert stream: %d events over %d aggregates, loaded in %.1f s; each row upserts one balance row per event (%d accounts), %d events per transaction",
-		n, n/eventsPerAggregate, time.Since(start).Seconds(), n/eventsPerAggregate, projection.DefaultBatchSize)
+	r.note("upsert stream: %d events over %d aggregates, loaded in %.1f s; each row upserts one balance row per event (%d accounts); the raw loop commits every %d events, the runtime's rows use its default batch size (adaptive: %d events per transaction, growing to a whole read while transactions stay under %s)",
+		n, n/eventsPerAggregate, time.Since(start).Seconds(), n/eventsPerAggregate, projection.DefaultBatchSize, projection.DefaultBatchSize, projection.BatchTarget)
 	// Table reads are counted as in the catch-up group: through a pool of its own that
 	// never reads esgen_events itself.
 	pool.Close()
