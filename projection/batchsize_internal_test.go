@@ -16,10 +16,11 @@ import (
 )
 
 // batchSizes runs a projection (a new one, name) that is not partitioned over the n events in pool with
-// cfg until it has handled them all, each event taking perEvent in its handler, and
+// cfg until it has handled them all, the k-th event handled (from 0) taking delay(k) in
+// its handler, and
 // returns the number of events of each of its transactions, in order. It fails the test
 // unless every event was handled exactly once, in the order of the stream.
-func batchSizes(t *testing.T, pool *pgxpool.Pool, name string, n int, cfg Config, perEvent time.Duration) []int {
+func batchSizes(t *testing.T, pool *pgxpool.Pool, name string, n int, cfg Config, delay func(k int) time.Duration) []int {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -32,8 +33,11 @@ func batchSizes(t *testing.T, pool *pgxpool.Pool, name string, n int, cfg Config
 		order error
 	)
 	h := HandlerFunc(func(_ context.Context, tx pgx.Tx, ev *eventstore.Event) error {
-		if perEvent > 0 {
-			time.Sleep(perEvent)
+		mu.Lock()
+		k := len(seen)
+		mu.Unlock()
+		if d := delay(k); d > 0 {
+			time.Sleep(d)
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -70,6 +74,11 @@ func batchSizes(t *testing.T, pool *pgxpool.Pool, name string, n int, cfg Config
 	return sizes
 }
 
+// fast is no delay; every(d) is d for every event.
+func fast(int) time.Duration { return 0 }
+
+func every(d time.Duration) func(int) time.Duration { return func(int) time.Duration { return d } }
+
 // A batch size left at 0 adapts: batches start at DefaultBatchSize, grow up to a whole
 // read while their transactions stay short, and never pass a read; a batch size that
 // is set is kept; with handlers slow enough that a batch of DefaultBatchSize takes more
@@ -82,7 +91,7 @@ func TestAdaptiveBatchSize(t *testing.T) {
 	appendBacklog(t, pool, events, 300)
 
 	// Fast handlers, a target no transaction misses: the batches grow to a read.
-	sizes := batchSizes(t, pool, "adapts", events, Config{batchTarget: time.Hour}, 0)
+	sizes := batchSizes(t, pool, "adapts", events, Config{batchTarget: time.Hour}, fast)
 	if sizes[0] != DefaultBatchSize {
 		t.Errorf("first batch of %d events, want %d", sizes[0], DefaultBatchSize)
 	}
@@ -91,7 +100,7 @@ func TestAdaptiveBatchSize(t *testing.T) {
 	}
 
 	// A batch size that is set stays.
-	sizes = batchSizes(t, pool, "set", events, Config{BatchSize: DefaultBatchSize, batchTarget: time.Hour}, 0)
+	sizes = batchSizes(t, pool, "set", events, Config{BatchSize: DefaultBatchSize, batchTarget: time.Hour}, fast)
 	if largest := slices.Max(sizes); largest != DefaultBatchSize {
 		t.Errorf("BatchSize %d set: largest batch %d events; batches %v", DefaultBatchSize, largest, sizes)
 	}
@@ -99,12 +108,44 @@ func TestAdaptiveBatchSize(t *testing.T) {
 	// Handlers that make a batch of DefaultBatchSize take at least 100 ms, against a
 	// target of 10 ms: no batch grows, and none shrinks below DefaultBatchSize.
 	const slow = 3000
-	sizes = batchSizes(t, pool, "slow", slow, Config{batchTarget: 10 * time.Millisecond}, 100*time.Microsecond)
+	sizes = batchSizes(t, pool, "slow", slow, Config{batchTarget: 10 * time.Millisecond}, every(100*time.Microsecond))
 	if largest := slices.Max(sizes); largest != DefaultBatchSize {
 		t.Errorf("slow handlers: largest batch %d events, want %d; batches %v", largest, DefaultBatchSize, sizes)
 	}
 	if len(sizes) != slow/DefaultBatchSize {
 		t.Errorf("slow handlers: %d batches for %d events, want %d; batches %v", len(sizes), slow, slow/DefaultBatchSize, sizes)
+	}
+}
+
+// When the handlers slow down in the middle of a batch that adapted to more than the
+// configured size, the batch ends once its transaction has run longer than the target
+// (after the configured size at least), so no transaction handles more slow events than
+// one of the configured size would.
+func TestAdaptiveBatchEndsEarlyWhenHandlersSlowDown(t *testing.T) {
+	t.Parallel()
+	pool := newTestPool(t)
+	const fastEvents, events = 14000, 17000
+	appendBacklog(t, pool, events, 170)
+	// A target that fast handlers meet with room to spare (so batches grow to a read),
+	// and that 1000 slow events (1 ms each) miss.
+	sizes := batchSizes(t, pool, "slowing", events, Config{batchTarget: 300 * time.Millisecond}, func(k int) time.Duration {
+		if k < fastEvents {
+			return 0
+		}
+		return time.Millisecond
+	})
+	start, grown := 0, false
+	for _, n := range sizes {
+		if start < fastEvents && n > DefaultBatchSize {
+			grown = true
+		}
+		if slow := start + n - max(start, fastEvents); slow > DefaultBatchSize {
+			t.Errorf("a transaction handled %d slow events, more than a batch of the configured size (%d); batches %v", slow, DefaultBatchSize, sizes)
+		}
+		start += n
+	}
+	if !grown {
+		t.Fatalf("no batch grew past %d events before the handlers slowed down: the case was not tested; batches %v", DefaultBatchSize, sizes)
 	}
 }
 

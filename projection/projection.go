@@ -118,7 +118,10 @@ type Config struct {
 	// a partition catches up, a batch of the full size whose transaction (handling,
 	// writes and commit) took at most half of BatchTarget doubles the next one, up to
 	// a whole read; one that took longer than BatchTarget halves it, down to
-	// DefaultBatchSize. Fast handlers then commit once per read instead of once per
+	// DefaultBatchSize; and a batch larger than DefaultBatchSize ends early, after
+	// DefaultBatchSize events at least, once its transaction has run longer than
+	// BatchTarget (handlers that slow down then hold no longer transactions than
+	// with DefaultBatchSize). Fast handlers commit once per read instead of once per
 	// DefaultBatchSize events (each commit waits for a WAL flush on a durable server),
 	// and slow ones keep the transactions of DefaultBatchSize. A BatchSize that is set
 	// is used as it is.

@@ -616,7 +616,20 @@ func (w *worker) batch(ctx, hardCtx context.Context) (n int, full bool, err erro
 		failed.Payload, failed.Metadata = nil, nil
 		return &handlerFailure{index: i, event: failed, err: err}
 	}
+	// A batch that adapted to more events than the configured size ends early once
+	// its transaction has run longer than the target: when the handlers slow down, its
+	// transaction is no longer than one of the configured size would be.
+	cutAt := len(rows)
+	if w.cfg.adaptiveBatch && limit > w.cfg.BatchSize {
+		cutAt = w.cfg.BatchSize
+	}
 	for i := range rows {
+		if i >= cutAt && time.Since(lockedAt) > w.batchTarget() {
+			end = off + i
+			rows = rows[:i]
+			full, to = true, b.Next(end)
+			break
+		}
 		ev := &rows[i]
 		if w.skips[ev.EventID] {
 			if err := w.passSkipped(hctx, btx, ev); err != nil {
@@ -707,7 +720,7 @@ func (w *worker) tuneBatchSize(n, limit int, took time.Duration) {
 	if !w.cfg.adaptiveBatch {
 		return
 	}
-	target := cmp.Or(w.cfg.batchTarget, BatchTarget)
+	target := w.batchTarget()
 	switch {
 	case n == limit && 2*took <= target:
 		w.batchSize = min(2*limit, w.readLimit(w.cfg.BatchSize))
@@ -715,6 +728,9 @@ func (w *worker) tuneBatchSize(n, limit int, took time.Duration) {
 		w.batchSize = max(limit/2, w.cfg.BatchSize)
 	}
 }
+
+// batchTarget is BatchTarget (or the test's).
+func (w *worker) batchTarget() time.Duration { return cmp.Or(w.cfg.batchTarget, BatchTarget) }
 
 // passSkipped passes an event skipped on purpose (esgen skip) instead of handling it,
 // and records that it did in the batch's transaction.
