@@ -205,12 +205,11 @@ func TestSIGTERMFinishesBatchInHand(t *testing.T) {
 	url, pool := newReadModelDB(t)
 	appendN(t, pool, "agg", 100, 1)
 	w := startWorker(t, "slow", withAppName(t, url, "worker-slow"), "BATCH_SIZE=20", "TESTWORKER_SLEEP=20ms")
-	// Once the layout is committed, the worker's only transactions with an id are its
-	// batches (before that, it may be the one creating the layout).
+	// Inside a batch: a transaction of the worker's that has written the handler's rows
+	// (other transactions of the worker take an id too: its layout, its registration).
 	waitFor(t, time.Minute, "the worker inside a batch", func() bool {
 		return count(t, pool, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'worker-slow'
-			AND backend_xid IS NOT NULL AND state <> 'idle'
-			AND EXISTS (SELECT 1 FROM esgen_checkpoints WHERE projection = 'rm')`) > 0
+			AND backend_xid IS NOT NULL AND state <> 'idle' AND query LIKE 'INSERT INTO rm\_%'`) > 0
 	})
 	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
