@@ -25,12 +25,7 @@ func appendOne(ctx context.Context, db DBTX, p dbsqlc.AppendEventParams, expecte
 	)
 	switch d := db.(type) {
 	case *pgxpool.Pool:
-		if n := notifierOf(d); n.quiet {
-			// No notification at all: the append alone, one statement.
-			row, err = appendEvent(ctx, d, p)
-		} else {
-			row, err = n.append(ctx, d, p)
-		}
+		row, err = notifierOf(d).appendPooled(ctx, d, p)
 	default:
 		conn, release, own, cerr := ownConn(ctx, db)
 		switch {
@@ -98,7 +93,9 @@ func notifierOf(pool *pgxpool.Pool) *notifier {
 		return n.(*notifier)
 	}
 	// Pool.Config copies the configuration: look at it once per pool.
-	n, loaded := notifiers.LoadOrStore(key, &notifier{quiet: quiet(pool.Config().ConnConfig)})
+	fresh := &notifier{quiet: quiet(pool.Config().ConnConfig)}
+	fresh.slots = combineSlots
+	n, loaded := notifiers.LoadOrStore(key, fresh)
 	if !loaded {
 		runtime.AddCleanup(pool, func(k weak.Pointer[pgxpool.Pool]) { notifiers.Delete(k) }, key)
 	}
@@ -123,6 +120,7 @@ func notifierOf(pool *pgxpool.Pool) *notifier {
 // busy pool send one notification between them per round trip or notifyGap instead of
 // one each.
 type notifier struct {
+	combiner
 	quiet    bool // the pool's connections start with esgen.notify = off
 	mu       sync.Mutex
 	commits  uint64 // commits registered so far, numbered from 1
