@@ -13,6 +13,24 @@
 // matches it with errors.Is). Concurrent [Any] appends to one aggregate never fail:
 // appends to one aggregate are serialized by a transaction-level lock.
 //
+// # Concurrent appends on a pool share statements
+//
+// Single-event appends given a pool run at most two statements at once per pool. An
+// append that finds both taken waits, and when one ends, the appends waiting for it
+// go together: one event for each of up to 64 distinct aggregates in one statement and
+// one commit (a second append to the same aggregate waits for the next one). A lone
+// writer never waits. Each append in such a statement keeps the rules of an append of
+// its own: its aggregate's lock is taken before the transaction id, its expected
+// version is checked against the head. The locks are only tried, so the statement never
+// waits for one and takes part in no deadlock; an append whose lock is held elsewhere,
+// whose expected version does not match, or that a failed statement took down with it
+// (a statement that fails writes nothing) runs again alone, and so gets the result or
+// the error it would have got alone. Appends that share a statement become visible at
+// one commit. On a durable server that saves commits, each a WAL flush
+// (docs/benchmarks.md has the figures). Cancelling the context of an append that
+// waits for a statement returns at once; one whose statement is on its way gets that
+// statement's outcome (the statement is cancelled only when every append in it is).
+//
 // # Reading without gaps and without waiting
 //
 // Positions come from an identity column and are taken before commit, so a reader that
