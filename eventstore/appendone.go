@@ -93,9 +93,7 @@ func notifierOf(pool *pgxpool.Pool) *notifier {
 		return n.(*notifier)
 	}
 	// Pool.Config copies the configuration: look at it once per pool.
-	fresh := &notifier{quiet: quiet(pool.Config().ConnConfig)}
-	fresh.slots = combineSlots
-	n, loaded := notifiers.LoadOrStore(key, fresh)
+	n, loaded := notifiers.LoadOrStore(key, &notifier{combiner: combiner{slots: combineSlots}, quiet: quiet(pool.Config().ConnConfig)})
 	if !loaded {
 		runtime.AddCleanup(pool, func(k weak.Pointer[pgxpool.Pool]) { notifiers.Delete(k) }, key)
 	}
@@ -208,10 +206,16 @@ func (n *notifier) append(ctx context.Context, pool *pgxpool.Pool, p dbsqlc.Appe
 		return dbsqlc.AppendEventRow{}, err // its implicit transaction ended with the error
 	}
 	if row.Notify { // unless this session has esgen.notify = off
-		n.mu.Lock()
-		n.commits++
-		n.flushLocked(pool)
-		n.mu.Unlock()
+		n.register(pool)
 	}
 	return row, nil
+}
+
+// register records a commit that the pool's next notification is to cover, and
+// starts a flush when none is on its way.
+func (n *notifier) register(pool *pgxpool.Pool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.commits++
+	n.flushLocked(pool)
 }

@@ -29,7 +29,7 @@ import (
 // again alone by its caller, which so gets the error or the result an append of its
 // own gets. The events of one combined statement become visible to readers at one
 // commit.
-var (
+const (
 	combineSlots = 2
 	combineMax   = 64
 )
@@ -37,7 +37,7 @@ var (
 // combiner is the state of a pool's combined appends; it is part of the pool's
 // notifier.
 type combiner struct {
-	slots    int // combineSlots, set when the notifier is made
+	slots    int // combineSlots (tests take fewer)
 	cmu      sync.Mutex
 	running  int          // slots taken: appends running alone and combined statements
 	queue    []*waiting   // appends waiting for a slot, oldest first
@@ -188,10 +188,7 @@ func (n *notifier) runCombined(pool *pgxpool.Pool, batch []*waiting) {
 		}
 		if notify {
 			// One commit: the pool's next notification covers it.
-			n.mu.Lock()
-			n.commits++
-			n.flushLocked(pool)
-			n.mu.Unlock()
+			n.register(pool)
 		}
 	}
 	for _, w := range batch[1:] {
